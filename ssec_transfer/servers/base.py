@@ -1,0 +1,48 @@
+"""What a client needs to know about a running server, and small helpers shared by the servers."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """Connection facts for a running S3 server. Holds credentials, never an SSE-C key."""
+
+    name: str
+    endpoint_url: str
+    ca_bundle: Path
+    access_key: str
+    secret_key: str
+    region: str = "us-east-1"
+    # A plain-HTTP S3 port, where the server has one (Ceph RGW): used to prove the client's
+    # HTTPS guard fires before the server would ever see a key.
+    http_endpoint_url: str | None = None
+
+    def env(self) -> dict[str, str]:
+        """The variables the AWS tools (and ssec-transfer) read."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_CA_BUNDLE": str(self.ca_bundle),
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_DEFAULT_REGION": self.region,
+        }
+
+    def write_env_file(self, path: Path) -> None:
+        """Write a file users can `source`; mode 0600 because it holds credentials."""
+        text = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in self.env().items())
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+
+
+def free_port() -> int:
+    """A currently free TCP port on 127.0.0.1 (the OS picks it; racy but good enough on loopback)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
