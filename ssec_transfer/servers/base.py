@@ -37,12 +37,13 @@ class ServerInfo:
         """Write a file users can `source`; mode 0600 because it holds credentials."""
         text = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in self.env().items())
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # the mode given to open() applies only to new files
         with os.fdopen(fd, "w") as f:
             f.write(text)
 
 
 def free_port() -> int:
-    """A currently free TCP port on 127.0.0.1 (the OS picks it; racy but good enough on loopback)."""
+    """A free TCP port on 127.0.0.1, chosen by the OS (racy, but fine on loopback)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])

@@ -18,7 +18,8 @@ class TLSFiles:
 
 def make_tls(directory: Path) -> TLSFiles:
     """Write a CA and a leaf for 127.0.0.1, localhost and ::1 into `directory`."""
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.chmod(0o700)  # private keys live here; never readable by others, even briefly
     ca = trustme.CA(organization_name="ssec-transfer throwaway test CA")
     leaf = ca.issue_cert("127.0.0.1", "localhost", "::1")
     files = TLSFiles(

@@ -1,0 +1,48 @@
+"""ssec-transfer: fast S3 transfers with server-side encryption under customer keys (SSE-C)."""
+
+from ssec_transfer.engine import TransferConfig, TransferEngine
+from ssec_transfer.errors import (
+    AccessDeniedError,
+    EndpointError,
+    InsecureEndpointError,
+    KeyFileError,
+    KeyProblemError,
+    MissingKeyError,
+    NotFoundError,
+    ObjectChangedError,
+    PlanError,
+    SSECBlockedError,
+    SSECTransferError,
+    TransferFailedError,
+    UnexpectedKeyError,
+    UsageError,
+    WrongKeyError,
+)
+from ssec_transfer.keys import SSECustomerKey
+from ssec_transfer.results import ObjectInfo, TransferResult
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AccessDeniedError",
+    "EndpointError",
+    "InsecureEndpointError",
+    "KeyFileError",
+    "KeyProblemError",
+    "MissingKeyError",
+    "NotFoundError",
+    "ObjectChangedError",
+    "ObjectInfo",
+    "PlanError",
+    "SSECBlockedError",
+    "SSECTransferError",
+    "SSECustomerKey",
+    "TransferConfig",
+    "TransferEngine",
+    "TransferFailedError",
+    "TransferResult",
+    "UnexpectedKeyError",
+    "UsageError",
+    "WrongKeyError",
+    "__version__",
+]

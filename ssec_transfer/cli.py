@@ -1,0 +1,429 @@
+"""The `ssec-transfer` command line: argparse, exit codes, progress and JSON output.
+
+Exit codes: 0 success; 1 the transfer failed (network, server, not found, access denied);
+2 rejected before any request (usage, key file, http endpoint, impossible part size);
+3 key problem (wrong key, missing key, key for a plain object, bucket blocks SSE-C);
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import anyio
+
+from ssec_transfer import __version__
+from ssec_transfer.engine import TransferConfig, TransferEngine
+from ssec_transfer.errors import KeyFileError, SSECTransferError, UsageError
+from ssec_transfer.keys import ARGV_HINT, SSECustomerKey
+from ssec_transfer.progress import ProgressBar
+from ssec_transfer.s3url import parse_s3_url
+from ssec_transfer.units import parse_size
+
+log = logging.getLogger("ssec_transfer")
+
+EPILOG = """\
+exit codes: 0 ok, 1 transfer failed, 2 rejected before any request, 3 key problem, 130 interrupted
+
+Keys are never accepted on the command line (every user can read argv with `ps`):
+give --key-file FILE (32 raw bytes or their base64) or --key-env NAME (base64).
+Endpoint and credentials resolve like the AWS CLI: --endpoint-url or AWS_ENDPOINT_URL,
+--profile or AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or ~/.aws files,
+--ca-bundle or AWS_CA_BUNDLE.
+"""
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _add_connection(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("endpoint and credentials (as in the AWS CLI)")
+    g.add_argument("--endpoint-url", metavar="URL", help="S3 endpoint, https://HOST[:PORT]")
+    g.add_argument("--profile", help="profile from ~/.aws/config and ~/.aws/credentials")
+    g.add_argument("--region", help="signing region (default: profile's, else us-east-1)")
+    g.add_argument("--ca-bundle", metavar="PEM", help="CA certificates to verify the endpoint")
+
+
+def _add_key(p: argparse.ArgumentParser, *, required: bool) -> None:
+    g = p.add_argument_group("SSE-C key" + (" (required)" if required else " (for SSE-C objects)"))
+    m = g.add_mutually_exclusive_group(required=required)
+    m.add_argument(
+        "--key-file",
+        metavar="PATH",
+        help="file holding the key: 32 raw bytes (`openssl rand 32 > KEY`, or a "
+        "32-character passphrase written with `echo -n`) or the base64 of 32 bytes",
+    )
+    m.add_argument("--key-env", metavar="NAME", help="environment variable with the base64 key")
+    # What AWS CLI users type today. `fileb://PATH` works; a literal key is refused.
+    m.add_argument("--sse-c-key", dest="sse_c_key", metavar="fileb://PATH", help=argparse.SUPPRESS)
+    g.add_argument("--sse-c", dest="sse_c", metavar="AES256", help=argparse.SUPPRESS)
+
+
+def _add_output(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("output")
+    g.add_argument("--json", action="store_true", help="print one JSON result line on stdout")
+    g.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: only when stderr is a terminal)",
+    )
+
+
+def _add_tuning(p: argparse.ArgumentParser) -> None:
+    d = TransferConfig()
+    g = p.add_argument_group("performance")
+    g.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=d.concurrency,
+        metavar="N",
+        help=f"requests in flight (default {d.concurrency})",
+    )
+    g.add_argument(
+        "--part-size",
+        type=_size,
+        metavar="SIZE",
+        help="multipart part / ranged GET size, e.g. 16MiB (default: 8 MiB, grown "
+        "automatically so an upload never needs more than 10,000 parts)",
+    )
+    g.add_argument(
+        "--multipart-threshold",
+        type=_size,
+        metavar="SIZE",
+        default=d.multipart_threshold,
+        help="files below this go in one request (default 8MiB)",
+    )
+    g.add_argument(
+        "--max-memory",
+        type=_size,
+        metavar="SIZE",
+        default=d.max_memory,
+        help="budget for part buffers in flight (default 64MiB), whatever the file size",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="ssec-transfer",
+        description="Fast S3 uploads and downloads with server-side encryption under your "
+        "own key (SSE-C).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="-v for info, -vv for debug logs"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str, description: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=help_text,
+            description=description,
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    put = command(
+        "put",
+        "upload a file, encrypted by the server under your key",
+        "Upload SRC to s3://BUCKET/KEY under SSE-C. A KEY ending in / (or no KEY) appends "
+        "SRC's file name. Large files go as a parallel multipart upload; on any failure or "
+        "Ctrl-C the upload is aborted and an existing object of that name stays untouched.\n\n"
+        "  ssec-transfer put data.nc s3://bucket/products/ --key-file sse-c.key \\\n"
+        "      --endpoint-url https://s3.example.com",
+    )
+    put.add_argument("source", metavar="SRC", help="local file")
+    put.add_argument("target", metavar="s3://BUCKET/KEY")
+    _add_key(put, required=True)
+    _add_connection(put)
+    _add_tuning(put)
+    _add_output(put)
+
+    get = command(
+        "get",
+        "download an object",
+        "Download s3://BUCKET/KEY to DEST with parallel ranged GETs pinned to one version. "
+        "DEST is replaced atomically, only once every byte arrived; on failure it is left "
+        "untouched. An existing directory as DEST receives the object under its base name.\n\n"
+        "  ssec-transfer get s3://bucket/products/data.nc data.nc --key-file sse-c.key",
+    )
+    get.add_argument("source", metavar="s3://BUCKET/KEY")
+    get.add_argument("dest", metavar="DEST", help="local file or existing directory")
+    get.add_argument("--version-id", help="read this version of the object")
+    _add_key(get, required=False)
+    _add_connection(get)
+    _add_tuning(get)
+    _add_output(get)
+
+    head = command(
+        "head",
+        "show an object's size, ETag, version and key fingerprint as JSON",
+        "Print size, ETag, VersionId, last-modified and the fingerprint (base64 MD5) of the "
+        "key the server reports for the object, as JSON.",
+    )
+    head.add_argument("source", metavar="s3://BUCKET/KEY")
+    head.add_argument("--version-id", help="this version of the object")
+    _add_key(head, required=False)
+    _add_connection(head)
+
+    keygen = command(
+        "keygen",
+        "write a new random 32-byte key to a file (mode 0600)",
+        "Write 32 random bytes to PATH with mode 0600 and print the key's fingerprint. "
+        "Refuses to overwrite an existing file: losing a key loses every object it protects.",
+    )
+    keygen.add_argument("path", metavar="PATH")
+
+    server = command(
+        "server",
+        "run the embedded local HTTPS S3 server (SeaweedFS) in the foreground",
+        "Start a throwaway SeaweedFS S3 server on a free loopback port, HTTPS only, with a "
+        "fresh CA and credentials; print how to reach it and run until Ctrl-C.",
+    )
+    server.add_argument("--env-file", type=Path, help="write AWS_* variables here to `source`")
+    server.add_argument("--dir", type=Path, help="state folder (default: a new temporary one)")
+
+    demo = command(
+        "demo",
+        "round-trip a generated file through the embedded server and report MiB/s",
+        "Start the embedded server, make a key, upload a random file, download it, check it is "
+        "byte-identical, show that reading without the key and with a wrong key fails, print "
+        "MiB/s for both directions, and stop the server.",
+    )
+    demo.add_argument("--size", type=_size, default=parse_size("1GiB"), help="default 1GiB")
+    demo.add_argument("--dir", type=Path, help="work folder (default: a temporary one)")
+    _add_tuning(demo)
+    return parser
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def load_key(args: argparse.Namespace) -> SSECustomerKey | None:
+    if getattr(args, "sse_c", None) not in (None, "AES256"):
+        raise UsageError("SSE-C supports only AES256")
+    if getattr(args, "sse_c_key", None):
+        value: str = args.sse_c_key
+        if value.startswith(("fileb://", "file://")):
+            return SSECustomerKey.from_file(value.split("://", 1)[1])
+        raise KeyFileError(
+            "--sse-c-key takes only fileb://PATH here; a key typed on the command line has "
+            "been visible to every user of this machine and should be considered exposed",
+            hint=ARGV_HINT,
+        )
+    if getattr(args, "key_file", None):
+        path: str = args.key_file
+        if path.startswith(("fileb://", "file://")):
+            path = path.split("://", 1)[1]
+        return SSECustomerKey.from_file(path)
+    if getattr(args, "key_env", None):
+        return SSECustomerKey.from_env(args.key_env)
+    return None
+
+
+def engine_for(args: argparse.Namespace) -> TransferEngine:
+    config = TransferConfig()
+    if hasattr(args, "concurrency"):
+        config = TransferConfig(
+            concurrency=args.concurrency,
+            part_size=args.part_size,
+            multipart_threshold=args.multipart_threshold,
+            max_memory=args.max_memory,
+        )
+    return TransferEngine(
+        endpoint_url=args.endpoint_url,
+        profile=args.profile,
+        region=args.region,
+        ca_bundle=args.ca_bundle,
+        config=config,
+    )
+
+
+def _progress_enabled(args: argparse.Namespace) -> bool:
+    if args.progress is not None:
+        return bool(args.progress)
+    return sys.stderr.isatty()
+
+
+def _print_json(data: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(data, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+async def cmd_put(args: argparse.Namespace) -> int:
+    key = load_key(args)
+    assert key is not None  # the argument group is required
+    url = parse_s3_url(args.target)
+    source = Path(args.source)
+    object_key = url.key
+    if not object_key or object_key.endswith("/"):
+        object_key += source.name
+    with ProgressBar(f"put {source.name}", enabled=_progress_enabled(args)) as bar:
+        async with engine_for(args) as engine:
+            result = await engine.upload(source, url.bucket, object_key, sse_key=key, progress=bar)
+    _report(args, result.to_dict(), f"uploaded {source} to s3://{url.bucket}/{object_key}")
+    return 0
+
+
+async def cmd_get(args: argparse.Namespace) -> int:
+    key = load_key(args)
+    url = parse_s3_url(args.source)
+    if not url.key or url.key.endswith("/"):
+        raise UsageError(f"{args.source} names no object", hint="write s3://BUCKET/KEY")
+    with ProgressBar(f"get {url.key}", enabled=_progress_enabled(args)) as bar:
+        async with engine_for(args) as engine:
+            result = await engine.download(
+                url.bucket,
+                url.key,
+                args.dest,
+                sse_key=key,
+                version_id=args.version_id,
+                progress=bar,
+            )
+    _report(args, result.to_dict(), f"downloaded s3://{url.bucket}/{url.key} to {result.path}")
+    return 0
+
+
+async def cmd_head(args: argparse.Namespace) -> int:
+    key = load_key(args)
+    url = parse_s3_url(args.source)
+    async with engine_for(args) as engine:
+        info = await engine.head(url.bucket, url.key, sse_key=key, version_id=args.version_id)
+    _print_json(info.to_dict())
+    return 0
+
+
+def _report(args: argparse.Namespace, data: dict[str, Any], summary: str) -> None:
+    if args.json:
+        _print_json({"status": "ok", **data})
+    else:
+        print(
+            f"{summary}: {data['size']} bytes in {data['seconds']:.2f} s "
+            f"({data['mib_per_s']:.1f} MiB/s), key {data['key_fingerprint']}",
+            file=sys.stderr,
+        )
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    if path.exists() or path.is_symlink():
+        raise UsageError(
+            f"{path} already exists; refusing to overwrite it (losing a key loses every "
+            "object it protects)",
+            hint="choose a new file name",
+        )
+    if not path.parent.is_dir():
+        raise UsageError(f"folder {path.parent} does not exist")
+    key = SSECustomerKey.generate()
+    try:
+        key.write_new_file(path)
+    except FileExistsError:
+        raise UsageError(f"{path} already exists; refusing to overwrite it") from None
+    print(key.fingerprint)
+    print(f"wrote a new 32-byte key to {path} (mode 0600); back it up", file=sys.stderr)
+    return 0
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    from ssec_transfer.servers.seaweedfs import run_foreground
+
+    run_foreground(args.dir, args.env_file)
+    return 0
+
+
+async def cmd_demo(args: argparse.Namespace) -> int:
+    from ssec_transfer.demo import run_demo
+
+    config = TransferConfig(
+        concurrency=args.concurrency,
+        part_size=args.part_size,
+        multipart_threshold=args.multipart_threshold,
+        max_memory=args.max_memory,
+    )
+    return await run_demo(size=args.size, workdir=args.dir, config=config)
+
+
+_ASYNC: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
+    "put": cmd_put,
+    "get": cmd_get,
+    "head": cmd_head,
+    "demo": cmd_demo,
+}
+_SYNC: dict[str, Callable[[argparse.Namespace], int]] = {
+    "keygen": cmd_keygen,
+    "server": cmd_server,
+}
+
+
+def _configure_logging(verbosity: int) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if verbosity >= 2:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.basicConfig(level=logging.DEBUG, handlers=[handler], force=True)
+    else:
+        handler.setFormatter(logging.Formatter("ssec-transfer: %(levelname)s: %(message)s"))
+        level = logging.INFO if verbosity == 1 else logging.WARNING
+        logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
+        logging.getLogger("ssec_transfer").setLevel(level)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        if args.command in _SYNC:
+            return _SYNC[args.command](args)
+
+        async def run() -> int:
+            return await _ASYNC[args.command](args)
+
+        return anyio.run(run)
+    except SSECTransferError as exc:
+        if getattr(args, "json", False):
+            _print_json({"status": "error", **exc.to_dict()})
+        print(f"ssec-transfer: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("ssec-transfer: interrupted; nothing partial was kept", file=sys.stderr)
+        return 130
+
+
+def entry_point() -> NoReturn:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry_point()

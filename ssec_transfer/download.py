@@ -1,0 +1,320 @@
+"""Download one object: HEAD with the key, then ranged GETs in parallel into a temporary file.
+
+Every GET is pinned to the object seen by the HEAD (If-Match on its ETag, and its VersionId),
+so an object replaced mid-download fails cleanly instead of mixing two versions. Parts are
+written positionally (`os.pwrite`), so no reorder buffer is needed. The temporary file lives
+beside DEST and is renamed over it only after every byte arrived and was fsynced; on any
+failure it is removed and DEST is left exactly as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.abc import ObjectReceiveStream
+
+from ssec_transfer.buffers import ByteBudget
+from ssec_transfer.errors import (
+    ErrorContext,
+    IntegrityError,
+    LocalIOError,
+    NoSuchVersionError,
+    SSECTransferError,
+    UnexpectedKeyError,
+    UsageError,
+)
+from ssec_transfer.keys import SSECustomerKey
+from ssec_transfer.plan import Part, plan_parts
+from ssec_transfer.results import ObjectInfo, TransferResult
+from ssec_transfer.s3errors import diagnose_key_failure, status_of, translate
+from ssec_transfer.taskgroups import task_group
+
+ProgressCallback = Callable[[int, int], None]  # (bytes just done, total bytes)
+
+
+@dataclass(frozen=True)
+class DownloadOptions:
+    concurrency: int
+    part_size: int  # size of each ranged GET
+    multipart_threshold: int  # objects up to this size are fetched with one GET
+
+
+def first_fingerprint(value: str | None) -> str | None:
+    """SeaweedFS repeats the key-MD5 header (`x, x`); take the value once."""
+    if not value:
+        return None
+    return value.split(",")[0].strip() or None
+
+
+async def head_object(
+    client: Any,
+    bucket: str,
+    key: str,
+    *,
+    ssec: SSECustomerKey | None,
+    version_id: str | None,
+) -> tuple[ObjectInfo, dict[str, Any]]:
+    ctx = ErrorContext("HeadObject", bucket, key)
+    params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if version_id:
+        params["VersionId"] = version_id
+    if ssec:
+        params.update(ssec.request_params())
+    try:
+        head = await client.head_object(**params)
+    except Exception as exc:
+        if status_of(exc) in (400, 403):
+            diagnosed = await diagnose_key_failure(
+                client, ctx, key_sent=ssec is not None, version_id=version_id
+            )
+            if diagnosed:
+                raise diagnosed from None
+        if status_of(exc) == 404 and version_id:
+            raise NoSuchVersionError(
+                f"no version {version_id} of this object exists",
+                hint="list versions to find the right one",
+                context=ctx,
+            ) from None
+        raise translate(exc, ctx, key_sent=ssec is not None) from exc
+    algorithm = head.get("SSECustomerAlgorithm")
+    if ssec and not algorithm:
+        raise UnexpectedKeyError(
+            "a key was given but the object is not SSE-C encrypted",
+            hint="read it without --key-file",
+            context=ctx,
+        )
+    modified = head.get("LastModified")
+    info = ObjectInfo(
+        bucket=bucket,
+        key=key,
+        size=int(head["ContentLength"]),
+        etag=head.get("ETag"),
+        version_id=head.get("VersionId"),
+        last_modified=modified.isoformat() if modified else None,
+        content_type=head.get("ContentType"),
+        sse_customer_algorithm=algorithm,
+        key_fingerprint=first_fingerprint(head.get("SSECustomerKeyMD5")),
+    )
+    return info, head
+
+
+def resolve_destination(dest: Path, key: str) -> Path:
+    """Like `aws s3 cp`: an existing directory receives the object under its base name."""
+    if dest.is_dir():
+        name = key.rstrip("/").rsplit("/", 1)[-1]
+        if not name:
+            raise UsageError(f"cannot derive a file name from object key {key!r}")
+        return dest / name
+    if str(dest).endswith(os.sep):
+        raise UsageError(f"destination directory {dest} does not exist")
+    return dest
+
+
+def _default_file_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+class _TempFile:
+    """A file beside DEST that becomes DEST only by an atomic rename."""
+
+    def __init__(self, dest: Path) -> None:
+        self.dest = dest
+        parent = dest.parent if str(dest.parent) else Path(".")
+        if not parent.is_dir():
+            raise UsageError(f"destination folder {parent} does not exist")
+        self.path = parent / f".{dest.name}.ssec-transfer-{os.getpid()}-{time.monotonic_ns()}"
+        try:
+            self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as exc:
+            raise LocalIOError(
+                f"cannot create a file in {parent}: {exc.strerror}",
+                hint="check that the destination folder is writable",
+            ) from None
+
+    def allocate(self, size: int) -> None:
+        if size <= 0:
+            return
+        try:
+            os.posix_fallocate(self.fd, 0, size)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise LocalIOError(
+                    f"not enough free space for {size} bytes in {self.path.parent}",
+                    hint="free some space or choose another destination",
+                ) from None
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            os.ftruncate(self.fd, size)
+
+    def write_at(self, data: bytes, offset: int) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(self.fd, view, offset)
+            view, offset = view[written:], offset + written
+
+    def commit(self) -> None:
+        os.fsync(self.fd)
+        os.fchmod(self.fd, _default_file_mode())
+        os.close(self.fd)
+        self.fd = -1
+        os.replace(self.path, self.dest)
+        dir_fd = os.open(self.dest.parent if str(self.dest.parent) else ".", os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def discard(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+
+async def download_file(
+    client: Any,
+    bucket: str,
+    key: str,
+    dest: Path,
+    *,
+    ssec: SSECustomerKey | None,
+    version_id: str | None,
+    options: DownloadOptions,
+    budget: ByteBudget,
+    progress: ProgressCallback | None = None,
+) -> TransferResult:
+    started = time.perf_counter()
+    target = resolve_destination(dest, key)
+    info, _ = await head_object(client, bucket, key, ssec=ssec, version_id=version_id)
+    pin: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if info.version_id and info.version_id != "null":
+        pin["VersionId"] = info.version_id
+    if info.etag:
+        pin["IfMatch"] = info.etag
+    if ssec:
+        pin.update(ssec.request_params())
+
+    if info.size <= options.multipart_threshold:
+        parts = [Part(1, 0, info.size)]
+    else:
+        parts = plan_parts(info.size, options.part_size)
+
+    temp = await anyio.to_thread.run_sync(_TempFile, target)
+    try:
+        await anyio.to_thread.run_sync(temp.allocate, info.size)
+        await _fetch_parts(
+            client,
+            temp,
+            parts,
+            pin,
+            ssec,
+            ranged=len(parts) > 1,
+            options=options,
+            budget=budget,
+            progress=progress,
+        )
+        await anyio.to_thread.run_sync(temp.commit)
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(temp.discard)
+        raise
+    return TransferResult(
+        operation="download",
+        bucket=bucket,
+        key=key,
+        path=str(target),
+        size=info.size,
+        etag=info.etag,
+        version_id=info.version_id,
+        key_fingerprint=ssec.fingerprint if ssec else None,
+        parts=len(parts),
+        seconds=time.perf_counter() - started,
+    )
+
+
+async def _fetch_parts(
+    client: Any,
+    temp: _TempFile,
+    parts: list[Part],
+    pin: dict[str, Any],
+    ssec: SSECustomerKey | None,
+    *,
+    ranged: bool,
+    options: DownloadOptions,
+    budget: ByteBudget,
+    progress: ProgressCallback | None,
+) -> None:
+    total = parts[-1].end
+    if progress:
+        progress(0, total)
+    workers = max(1, min(options.concurrency, len(parts)))
+    send, receive = anyio.create_memory_object_stream[Part](max_buffer_size=len(parts))
+    with send:
+        for part in parts:
+            send.send_nowait(part)
+
+    async def fetch(receive: ObjectReceiveStream[Part]) -> None:
+        async with receive:
+            async for part in receive:
+                async with budget.reserve(part.length):
+                    data = await _get_range(client, part, pin, ssec, ranged=ranged)
+                    try:
+                        await anyio.to_thread.run_sync(temp.write_at, data, part.offset)
+                    except OSError as exc:
+                        raise _write_error(exc, temp.dest) from None
+                    del data
+                if progress:
+                    progress(part.length, total)
+
+    async with task_group() as tg:
+        for _ in range(workers):
+            tg.start_soon(fetch, receive.clone())
+        receive.close()
+
+
+def _write_error(exc: OSError, dest: Path) -> SSECTransferError:
+    if exc.errno == errno.ENOSPC:
+        return LocalIOError(
+            f"disk full while writing {dest}",
+            hint="free some space or choose another destination; nothing partial was kept",
+        )
+    return LocalIOError(f"cannot write {dest}: {exc.strerror}")
+
+
+async def _get_range(
+    client: Any, part: Part, pin: dict[str, Any], ssec: SSECustomerKey | None, *, ranged: bool
+) -> bytes:
+    ctx = ErrorContext("GetObject", pin["Bucket"], pin["Key"], part.number if ranged else None)
+    params = dict(pin)
+    if ranged and part.length > 0:
+        params["Range"] = part.http_range
+    try:
+        resp = await client.get_object(**params)
+        async with resp["Body"] as body:
+            data: bytes = await body.read()
+    except Exception as exc:
+        if status_of(exc) in (400, 403):
+            diagnosed = await diagnose_key_failure(
+                client, ctx, key_sent=ssec is not None, version_id=pin.get("VersionId")
+            )
+            if diagnosed:
+                raise diagnosed from None
+        raise translate(exc, ctx, key_sent=ssec is not None) from exc
+    if len(data) != part.length:
+        raise IntegrityError(
+            f"expected {part.length} bytes, received {len(data)}",
+            hint="rerun the download; nothing partial was kept",
+            context=ctx,
+        )
+    return data

@@ -1,0 +1,195 @@
+"""The public engine: one S3 client, one concurrency limit and one memory budget per engine.
+
+async with TransferEngine(endpoint_url="https://s3.example.com") as engine:
+    key = SSECustomerKey.from_file("sse-c.key")
+    await engine.upload("big.nc", "bucket", "products/big.nc", key=key)
+    await engine.download("bucket", "products/big.nc", "copy.nc", key=key)
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import botocore.exceptions as bx
+
+from ssec_transfer.buffers import ByteBudget
+from ssec_transfer.client import ConnectionSettings, open_client, refuse_plain_http
+from ssec_transfer.download import DownloadOptions, ProgressCallback, download_file, head_object
+from ssec_transfer.errors import ErrorContext, UsageError
+from ssec_transfer.keys import SSECustomerKey
+from ssec_transfer.plan import MiB, check_part_size
+from ssec_transfer.results import ObjectInfo, TransferResult
+from ssec_transfer.s3errors import translate
+from ssec_transfer.upload import UploadOptions, upload_file
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    """Tuning knobs. Defaults come from benchmarks on a 2-core machine (see README)."""
+
+    concurrency: int = 8  # requests in flight
+    part_size: int | None = None  # explicit multipart part size; None lets the planner choose
+    preferred_part_size: int = 8 * MiB  # starting point of the planner
+    multipart_threshold: int = 8 * MiB  # below this, one PutObject / one GetObject
+    max_memory: int = 64 * MiB  # budget for part buffers in flight, whatever the file size
+
+    def validate(self) -> None:
+        if self.concurrency < 1:
+            raise UsageError("concurrency must be at least 1")
+        if self.part_size is not None:
+            check_part_size(0, self.part_size)
+        if self.multipart_threshold < 1:
+            raise UsageError("the multipart threshold must be at least 1 byte")
+        if self.max_memory < 1 * MiB:
+            raise UsageError("the memory budget must be at least 1 MiB")
+
+
+class TransferEngine:
+    """Async S3 transfers with SSE-C. Use as `async with`; all work ends when the block does."""
+
+    def __init__(
+        self,
+        *,
+        endpoint_url: str | None = None,
+        profile: str | None = None,
+        region: str | None = None,
+        ca_bundle: str | None = None,
+        config: TransferConfig | None = None,
+        settings: ConnectionSettings | None = None,
+    ) -> None:
+        base = settings or ConnectionSettings()
+        self.settings = replace(
+            base,
+            endpoint_url=endpoint_url or base.endpoint_url,
+            profile=profile or base.profile,
+            region=region or base.region,
+            ca_bundle=ca_bundle or base.ca_bundle,
+        )
+        self.config = config or TransferConfig()
+        self.config.validate()
+        self.budget = ByteBudget(self.config.max_memory)
+        self._stack: AsyncExitStack | None = None
+        self._client: Any = None
+
+    async def __aenter__(self) -> Self:
+        stack = AsyncExitStack()
+        try:
+            self._client = await open_client(
+                stack, self.settings, pool_size=self.config.concurrency + 2
+            )
+        except (bx.BotoCoreError, bx.ClientError) as exc:
+            await stack.aclose()
+            raise translate(exc, ErrorContext("connect"), key_sent=False) from exc
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._stack is not None:
+            await self._stack.aclose()
+        self._stack = None
+        self._client = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return str(self._require_client().meta.endpoint_url)
+
+    @property
+    def client(self) -> Any:
+        """The underlying aiobotocore S3 client (HTTPS guard installed)."""
+        return self._require_client()
+
+    def _require_client(self) -> Any:
+        if self._client is None:
+            raise RuntimeError("use the engine inside `async with TransferEngine(...)`")
+        return self._client
+
+    def _guard(self, key: SSECustomerKey | None) -> Any:
+        client = self._require_client()
+        if key is not None:
+            refuse_plain_http(str(client.meta.endpoint_url))
+        return client
+
+    async def upload(
+        self,
+        source: str | os.PathLike[str],
+        bucket: str,
+        key: str,
+        *,
+        sse_key: SSECustomerKey,
+        progress: ProgressCallback | None = None,
+    ) -> TransferResult:
+        """Upload a file under `sse_key`: one PutObject or a parallel multipart upload."""
+        client = self._guard(sse_key)
+        cfg = self.config
+        options = UploadOptions(
+            concurrency=cfg.concurrency,
+            multipart_threshold=cfg.multipart_threshold,
+            preferred_part_size=cfg.part_size or cfg.preferred_part_size,
+            part_size=cfg.part_size,
+        )
+        return await upload_file(
+            client,
+            Path(source),
+            bucket,
+            key,
+            ssec=sse_key,
+            options=options,
+            budget=self.budget,
+            progress=progress,
+        )
+
+    async def download(
+        self,
+        bucket: str,
+        key: str,
+        dest: str | os.PathLike[str],
+        *,
+        sse_key: SSECustomerKey | None = None,
+        version_id: str | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> TransferResult:
+        """Download to `dest` atomically; `dest` is untouched unless every byte arrived."""
+        client = self._guard(sse_key)
+        cfg = self.config
+        options = DownloadOptions(
+            concurrency=cfg.concurrency,
+            part_size=cfg.part_size or cfg.preferred_part_size,
+            multipart_threshold=cfg.multipart_threshold,
+        )
+        return await download_file(
+            client,
+            bucket,
+            key,
+            Path(dest),
+            ssec=sse_key,
+            version_id=version_id,
+            options=options,
+            budget=self.budget,
+            progress=progress,
+        )
+
+    async def head(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        sse_key: SSECustomerKey | None = None,
+        version_id: str | None = None,
+    ) -> ObjectInfo:
+        """Size, ETag, version and the fingerprint of the key the server says protects it."""
+        client = self._guard(sse_key)
+        info, _ = await head_object(client, bucket, key, ssec=sse_key, version_id=version_id)
+        return info

@@ -1,0 +1,48 @@
+"""What a finished transfer reports: the same fields for the API, the CLI's JSON and the ledger."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    operation: str  # "upload" or "download"
+    bucket: str
+    key: str
+    path: str
+    size: int
+    etag: str | None
+    version_id: str | None
+    key_fingerprint: str | None
+    parts: int
+    seconds: float
+
+    @property
+    def mib_per_s(self) -> float:
+        return self.size / (1024 * 1024) / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["mib_per_s"] = round(self.mib_per_s, 2)
+        data["seconds"] = round(self.seconds, 4)
+        return data
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """HeadObject, reduced to what users ask about."""
+
+    bucket: str
+    key: str
+    size: int
+    etag: str | None
+    version_id: str | None
+    last_modified: str | None
+    content_type: str | None
+    sse_customer_algorithm: str | None
+    key_fingerprint: str | None  # as the server reports it
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
