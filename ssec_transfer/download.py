@@ -26,6 +26,7 @@ from ssec_transfer.errors import (
     ErrorContext,
     IntegrityError,
     LocalIOError,
+    NoSuchBucketError,
     NoSuchVersionError,
     SSECTransferError,
     UnexpectedKeyError,
@@ -77,6 +78,12 @@ async def head_object(
             )
             if diagnosed:
                 raise diagnosed from None
+        if status_of(exc) == 404 and not await _bucket_exists(client, bucket):
+            raise NoSuchBucketError(
+                f"bucket {bucket!r} does not exist",
+                hint="check the bucket name and the endpoint",
+                context=ctx,
+            ) from None
         if status_of(exc) == 404 and version_id:
             raise NoSuchVersionError(
                 f"no version {version_id} of this object exists",
@@ -104,6 +111,15 @@ async def head_object(
         key_fingerprint=first_fingerprint(head.get("SSECustomerKeyMD5")),
     )
     return info, head
+
+
+async def _bucket_exists(client: Any, bucket: str) -> bool:
+    """A HEAD 404 has no body saying whether the bucket or the object is missing; ask."""
+    try:
+        await client.head_bucket(Bucket=bucket)
+    except Exception as exc:
+        return status_of(exc) != 404
+    return True
 
 
 def resolve_destination(dest: Path, key: str) -> Path:

@@ -9,12 +9,14 @@ async with TransferEngine(endpoint_url="https://s3.example.com") as engine:
 from __future__ import annotations
 
 import os
-from contextlib import AsyncExitStack
+from collections.abc import Iterator
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+import anyio
 import botocore.exceptions as bx
 
 from ssec_transfer.buffers import ByteBudget
@@ -75,6 +77,7 @@ class TransferEngine:
         self.budget = ByteBudget(self.config.max_memory)
         self._stack: AsyncExitStack | None = None
         self._client: Any = None
+        self._disrupted = False  # a transfer failed or was cancelled mid-request
 
     async def __aenter__(self) -> Self:
         stack = AsyncExitStack()
@@ -98,7 +101,12 @@ class TransferEngine:
         tb: TracebackType | None,
     ) -> None:
         if self._stack is not None:
-            await self._stack.aclose()
+            with anyio.CancelScope(shield=True):
+                await self._stack.aclose()
+                # asyncio closes TLS transports after close() returns (aiohttp issue 1115);
+                # connections torn down mid-request need a moment longer for the TLS
+                # shutdown. Waiting here means no socket outlives the engine.
+                await anyio.sleep(0.05 if self._disrupted or exc is not None else 0)
         self._stack = None
         self._client = None
 
@@ -115,6 +123,14 @@ class TransferEngine:
         if self._client is None:
             raise RuntimeError("use the engine inside `async with TransferEngine(...)`")
         return self._client
+
+    @contextmanager
+    def _note_disruption(self) -> Iterator[None]:
+        try:
+            yield
+        except BaseException:
+            self._disrupted = True
+            raise
 
     def _guard(self, key: SSECustomerKey | None) -> Any:
         client = self._require_client()
@@ -140,16 +156,17 @@ class TransferEngine:
             preferred_part_size=cfg.part_size or cfg.preferred_part_size,
             part_size=cfg.part_size,
         )
-        return await upload_file(
-            client,
-            Path(source),
-            bucket,
-            key,
-            ssec=sse_key,
-            options=options,
-            budget=self.budget,
-            progress=progress,
-        )
+        with self._note_disruption():
+            return await upload_file(
+                client,
+                Path(source),
+                bucket,
+                key,
+                ssec=sse_key,
+                options=options,
+                budget=self.budget,
+                progress=progress,
+            )
 
     async def download(
         self,
@@ -169,17 +186,18 @@ class TransferEngine:
             part_size=cfg.part_size or cfg.preferred_part_size,
             multipart_threshold=cfg.multipart_threshold,
         )
-        return await download_file(
-            client,
-            bucket,
-            key,
-            Path(dest),
-            ssec=sse_key,
-            version_id=version_id,
-            options=options,
-            budget=self.budget,
-            progress=progress,
-        )
+        with self._note_disruption():
+            return await download_file(
+                client,
+                bucket,
+                key,
+                Path(dest),
+                ssec=sse_key,
+                version_id=version_id,
+                options=options,
+                budget=self.budget,
+                progress=progress,
+            )
 
     async def head(
         self,

@@ -70,7 +70,7 @@ class SSECTransferError(Exception):
             "bucket": ctx.bucket,
             "key": ctx.key,
             "part": ctx.part,
-            "status": ctx.status,
+            "http_status": ctx.status,
             "request_id": ctx.request_id,
             "exit_code": self.exit_code,
         }

@@ -70,10 +70,13 @@ class SSECustomerKey:
         try:
             st = p.stat()
         except FileNotFoundError:
-            raise KeyFileError(
-                f"key file {p} does not exist" + _looks_like_key_hint(str(path)),
-                hint=ARGV_HINT if _looks_like_key(str(path)) else "check the path",
-            ) from None
+            if _looks_like_key(str(path)):
+                raise KeyFileError(
+                    "the value given as a key file is not a file but looks like key material "
+                    "(not repeated here); consider that key exposed",
+                    hint=ARGV_HINT,
+                ) from None
+            raise KeyFileError(f"key file {p} does not exist", hint="check the path") from None
         except OSError as exc:
             raise KeyFileError(f"cannot read key file {p}: {exc.strerror}") from None
         if not stat.S_ISREG(st.st_mode):
@@ -200,7 +203,3 @@ def _looks_like_key(value: str) -> bool:
     if len(value) == KEY_BYTES and "/" not in value:
         return True
     return len(value) == 44 and _is_base64(value.encode())
-
-
-def _looks_like_key_hint(value: str) -> str:
-    return " (the value looks like key material, not a path)" if _looks_like_key(value) else ""

@@ -33,4 +33,3 @@ def parse_s3_url(text: str) -> S3Url:
     if any(c.isspace() for c in bucket) or len(bucket) > 255:
         raise UsageError(f"{bucket!r} is not a valid bucket name")
     return S3Url(bucket, key)
-
