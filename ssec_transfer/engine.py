@@ -20,9 +20,11 @@ import anyio
 import botocore.exceptions as bx
 
 from ssec_transfer.buffers import ByteBudget
+from ssec_transfer.capabilities import load_cached, server_verifies_checksum
+from ssec_transfer.checksums import MODES, ChecksumPolicy
 from ssec_transfer.client import ConnectionSettings, open_client, refuse_plain_http
 from ssec_transfer.download import DownloadOptions, ProgressCallback, download_file, head_object
-from ssec_transfer.errors import ErrorContext, UsageError
+from ssec_transfer.errors import ChecksumUnsupportedError, ErrorContext, UsageError
 from ssec_transfer.keys import SSECustomerKey
 from ssec_transfer.plan import MiB, check_part_size
 from ssec_transfer.results import ObjectInfo, TransferResult
@@ -39,6 +41,7 @@ class TransferConfig:
     preferred_part_size: int = 8 * MiB  # starting point of the planner
     multipart_threshold: int = 8 * MiB  # below this, one PutObject / one GetObject
     max_memory: int = 64 * MiB  # budget for part buffers in flight, whatever the file size
+    checksum: str = "auto"  # see ssec_transfer.checksums: auto, crc32c, crc32, sha256, none
 
     def validate(self) -> None:
         if self.concurrency < 1:
@@ -49,6 +52,10 @@ class TransferConfig:
             raise UsageError("the multipart threshold must be at least 1 byte")
         if self.max_memory < 1 * MiB:
             raise UsageError("the memory budget must be at least 1 MiB")
+        if self.checksum not in MODES:
+            raise UsageError(
+                f"unknown checksum {self.checksum!r}", hint=f"choose one of {', '.join(MODES)}"
+            )
 
 
 class TransferEngine:
@@ -77,6 +84,8 @@ class TransferEngine:
         self.budget = ByteBudget(self.config.max_memory)
         self._stack: AsyncExitStack | None = None
         self._client: Any = None
+        self._checksum = ChecksumPolicy.from_mode(self.config.checksum)
+        self._verified_buckets: set[str] = set()  # where the server proved it checks checksums
         self._disrupted = False  # a transfer failed or was cancelled mid-request
 
     async def __aenter__(self) -> Self:
@@ -150,11 +159,13 @@ class TransferEngine:
         """Upload a file under `sse_key`: one PutObject or a parallel multipart upload."""
         client = self._guard(sse_key)
         cfg = self.config
+        await self._require_checksum_support(bucket, sse_key)
         options = UploadOptions(
             concurrency=cfg.concurrency,
             multipart_threshold=cfg.multipart_threshold,
             preferred_part_size=cfg.part_size or cfg.preferred_part_size,
             part_size=cfg.part_size,
+            checksum=self._checksum,
         )
         with self._note_disruption():
             return await upload_file(
@@ -167,6 +178,30 @@ class TransferEngine:
                 budget=self.budget,
                 progress=progress,
             )
+
+    async def _require_checksum_support(self, bucket: str, sse_key: SSECustomerKey) -> None:
+        """An explicitly requested checksum must really be verified, never silently dropped."""
+        algorithm = self._checksum.algorithm
+        if not self._checksum.required or algorithm is None or bucket in self._verified_buckets:
+            return
+        ctx = ErrorContext("checksum probe", bucket)
+        known = load_cached(self.endpoint_url).get("flexible_checksums")
+        try:
+            verified = known == "verified" or (
+                known != "ignored"
+                and await server_verifies_checksum(self.client, bucket, algorithm, sse_key)
+            )
+        except Exception as exc:
+            raise translate(exc, ctx, key_sent=True, writing=True) from exc
+        if not verified:
+            raise ChecksumUnsupportedError(
+                f"the server accepted a write with a wrong {algorithm.name} checksum, so it "
+                "does not verify flexible checksums; nothing was uploaded",
+                hint="use --checksum auto (checksums where the server verifies them) or "
+                "--checksum none; integrity in transit then rests on TLS",
+                context=ctx,
+            )
+        self._verified_buckets.add(bucket)
 
     async def download(
         self,

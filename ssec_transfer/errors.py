@@ -97,6 +97,10 @@ class PlanError(UsageError):
     """No part size can satisfy the S3 multipart limits for this object and these options."""
 
 
+class ChecksumUnsupportedError(UsageError):
+    """An explicitly requested checksum would not be verified by this server."""
+
+
 class CredentialsError(UsageError):
     """No S3 credentials were found."""
 

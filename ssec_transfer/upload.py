@@ -22,7 +22,8 @@ import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from ssec_transfer.buffers import ByteBudget
-from ssec_transfer.errors import ErrorContext, LocalIOError, UsageError
+from ssec_transfer.checksums import ChecksumAlgorithm, ChecksumPolicy
+from ssec_transfer.errors import ErrorContext, IntegrityError, LocalIOError, UsageError
 from ssec_transfer.keys import SSECustomerKey
 from ssec_transfer.plan import MAX_SINGLE_PUT, Part, plan_upload
 from ssec_transfer.results import TransferResult
@@ -40,6 +41,16 @@ class UploadOptions:
     multipart_threshold: int
     preferred_part_size: int
     part_size: int | None  # explicit --part-size, validated against the S3 limits
+    checksum: ChecksumPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    """A part read into memory, with its checksum computed in the same worker thread."""
+
+    part: Part
+    data: bytes
+    checksum: str | None
 
 
 def _stat_source(path: Path) -> os.stat_result:
@@ -61,14 +72,33 @@ def _open_source(path: Path) -> int:
         raise UsageError(f"cannot read source file {path}: {exc.strerror}") from None
 
 
-def _read_exact(fd: int, part: Part, path: Path) -> bytes:
+def _read_part(fd: int, part: Part, path: Path, algorithm: ChecksumAlgorithm | None) -> _Chunk:
     data = os.pread(fd, part.length, part.offset)
     if len(data) != part.length:
         raise LocalIOError(
             f"source file {path} shrank while it was being uploaded",
             hint="upload files only once they are complete",
         )
-    return data
+    return _Chunk(part, data, algorithm.of(data) if algorithm else None)
+
+
+def _checksum_params(algorithm: ChecksumAlgorithm | None, value: str | None) -> dict[str, str]:
+    return {algorithm.param: value} if algorithm and value else {}
+
+
+def _check_echo(
+    resp: dict[str, Any], algorithm: ChecksumAlgorithm | None, sent: str | None, ctx: ErrorContext
+) -> None:
+    """Servers that verify checksums echo them; a different echo means different bytes."""
+    if algorithm is None or sent is None:
+        return
+    echoed = resp.get(algorithm.param)
+    if echoed is not None and echoed != sent:
+        raise IntegrityError(
+            f"the server computed {algorithm.name} {echoed}, the client sent {sent}",
+            hint="the data was corrupted in transit; rerun the upload",
+            context=ctx,
+        )
 
 
 async def upload_file(
@@ -91,7 +121,7 @@ async def upload_file(
     try:
         if size < options.multipart_threshold and size <= MAX_SINGLE_PUT:
             etag, version_id = await _put_single(
-                client, fd, source, size, common, content_type, budget, progress
+                client, fd, source, size, common, content_type, options.checksum, budget, progress
             )
             n_parts = 1
         else:
@@ -135,14 +165,22 @@ async def _put_single(
     size: int,
     common: dict[str, Any],
     content_type: str,
+    checksum: ChecksumPolicy,
     budget: ByteBudget,
     progress: ProgressCallback | None,
 ) -> tuple[str | None, str | None]:
     ctx = ErrorContext("PutObject", common["Bucket"], common["Key"])
+    algorithm = checksum.algorithm
     async with budget.reserve(size):
-        data = await anyio.to_thread.run_sync(_read_exact, fd, Part(1, 0, size), source)
+        chunk = await anyio.to_thread.run_sync(_read_part, fd, Part(1, 0, size), source, algorithm)
         with translated(ctx, key_sent=True, writing=True):
-            resp = await client.put_object(Body=data, ContentType=content_type, **common)
+            resp = await client.put_object(
+                Body=chunk.data,
+                ContentType=content_type,
+                **_checksum_params(algorithm, chunk.checksum),
+                **common,
+            )
+        _check_echo(resp, algorithm, chunk.checksum, ctx)
     if progress:
         progress(size, size)
     return resp.get("ETag"), resp.get("VersionId")
@@ -160,27 +198,37 @@ async def _put_multipart(
     progress: ProgressCallback | None,
 ) -> tuple[str | None, str | None]:
     bucket, key = common["Bucket"], common["Key"]
+    algorithm = options.checksum.algorithm
+    create_extra = {"ChecksumAlgorithm": algorithm.name} if algorithm else {}
     with translated(
         ErrorContext("CreateMultipartUpload", bucket, key), key_sent=True, writing=True
     ):
-        created = await client.create_multipart_upload(ContentType=content_type, **common)
+        created = await client.create_multipart_upload(
+            ContentType=content_type, **create_extra, **common
+        )
     upload_id: str = created["UploadId"]
     try:
-        etags = await _send_parts(
+        completed = await _send_parts(
             client, fd, source, parts, common, upload_id, options, budget, progress
         )
-        completed = [{"PartNumber": n, "ETag": etags[n]} for n in sorted(etags)]
         with translated(
             ErrorContext("CompleteMultipartUpload", bucket, key), key_sent=True, writing=True
         ):
             done = await client.complete_multipart_upload(
-                UploadId=upload_id, MultipartUpload={"Parts": completed}, **common
+                UploadId=upload_id,
+                MultipartUpload={"Parts": [completed[n] for n in sorted(completed)]},
+                **common,
             )
     except BaseException:
         with anyio.move_on_after(ABORT_TIMEOUT, shield=True):
             await abort_quietly(client, bucket, key, upload_id)
         raise
-    return done.get("ETag") or None, done.get("VersionId")
+    etag, version_id = done.get("ETag") or None, done.get("VersionId")
+    if etag is None:  # Ceph RGW answers CompleteMultipartUpload with an empty ETag
+        with translated(ErrorContext("HeadObject", bucket, key), key_sent=True):
+            head = await client.head_object(**common)
+        etag, version_id = head.get("ETag"), head.get("VersionId", version_id)
+    return etag, version_id
 
 
 async def abort_quietly(client: Any, bucket: str, key: str, upload_id: str) -> None:
@@ -208,39 +256,54 @@ async def _send_parts(
     options: UploadOptions,
     budget: ByteBudget,
     progress: ProgressCallback | None,
-) -> dict[int, str]:
-    etags: dict[int, str] = {}
+) -> dict[int, dict[str, Any]]:
+    """Send every part; return CompleteMultipartUpload's part list, keyed by part number."""
+    completed: dict[int, dict[str, Any]] = {}
+    algorithm = options.checksum.algorithm
     total = parts[-1].end
     if progress:
         progress(0, total)
     held = 0  # bytes this upload holds in the shared budget; returned whatever happens
     workers = max(1, min(options.concurrency, len(parts)))
-    send, receive = anyio.create_memory_object_stream[tuple[Part, bytes]](max_buffer_size=workers)
+    send, receive = anyio.create_memory_object_stream[_Chunk](max_buffer_size=workers)
 
-    async def read_parts(send: ObjectSendStream[tuple[Part, bytes]]) -> None:
+    async def read_parts(send: ObjectSendStream[_Chunk]) -> None:
+        nonlocal held
         async with send:
             for part in parts:
                 await budget.acquire(part.length)
-                nonlocal held
                 held += part.length
-                data = await anyio.to_thread.run_sync(_read_exact, fd, part, source)
-                await send.send((part, data))
+                chunk = await anyio.to_thread.run_sync(_read_part, fd, part, source, algorithm)
+                await send.send(chunk)
 
-    async def send_parts(receive: ObjectReceiveStream[tuple[Part, bytes]]) -> None:
+    async def send_parts(receive: ObjectReceiveStream[_Chunk]) -> None:
+        nonlocal held
         async with receive:
-            async for part, data in receive:
+            async for chunk in receive:
+                part = chunk.part
                 ctx = ErrorContext("UploadPart", common["Bucket"], common["Key"], part.number)
-                nonlocal held
+                checksum = _checksum_params(algorithm, chunk.checksum)
                 try:
                     with translated(ctx, key_sent=True, writing=True):
                         resp = await client.upload_part(
-                            Body=data, PartNumber=part.number, UploadId=upload_id, **common
+                            Body=chunk.data,
+                            PartNumber=part.number,
+                            UploadId=upload_id,
+                            **checksum,
+                            **common,
                         )
                 finally:
-                    del data
+                    del chunk
                     held -= part.length
                     budget.release(part.length)
-                etags[part.number] = resp["ETag"]
+                _check_echo(
+                    resp, algorithm, checksum.get(algorithm.param) if algorithm else None, ctx
+                )
+                completed[part.number] = {
+                    "PartNumber": part.number,
+                    "ETag": resp["ETag"],
+                    **checksum,
+                }
                 if progress:
                     progress(part.length, total)
 
@@ -253,4 +316,4 @@ async def _send_parts(
     finally:
         if held:  # parts read but never sent, left in the stream by a failure
             budget.release(held)
-    return etags
+    return completed
