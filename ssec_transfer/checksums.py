@@ -20,16 +20,37 @@ import hashlib
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import google_crc32c
 
 MODES = ("auto", "crc32c", "crc32", "sha256", "none")
 
 
+class Hasher(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+
+    def digest(self) -> bytes: ...
+
+
+class _Crc:
+    """Incremental CRC over a function `crc(data, previous) -> int`."""
+
+    def __init__(self, step: Callable[[bytes, int], int]) -> None:
+        self._step = step
+        self._value = 0
+
+    def update(self, data: bytes, /) -> None:
+        self._value = self._step(data, self._value)
+
+    def digest(self) -> bytes:
+        return self._value.to_bytes(4, "big")
+
+
 @dataclass(frozen=True)
 class ChecksumAlgorithm:
     name: str  # S3's name: CRC32, CRC32C, SHA256
-    digest: Callable[[bytes], bytes]
+    hasher: Callable[[], Hasher]
 
     @property
     def param(self) -> str:
@@ -37,7 +58,9 @@ class ChecksumAlgorithm:
         return f"Checksum{self.name}"
 
     def of(self, data: bytes) -> str:
-        return base64.b64encode(self.digest(data)).decode("ascii")
+        h = self.hasher()
+        h.update(data)
+        return encode(h)
 
     def corrupt(self, value: str) -> str:
         """A well-formed but wrong checksum, for probing whether a server verifies."""
@@ -46,12 +69,17 @@ class ChecksumAlgorithm:
         return base64.b64encode(bytes(raw)).decode("ascii")
 
 
+def encode(hasher: Hasher) -> str:
+    """The base64 form S3 uses in x-amz-checksum-* headers."""
+    return base64.b64encode(hasher.digest()).decode("ascii")
+
+
 ALGORITHMS = {
-    "crc32": ChecksumAlgorithm("CRC32", lambda data: zlib.crc32(data).to_bytes(4, "big")),
+    "crc32": ChecksumAlgorithm("CRC32", lambda: _Crc(zlib.crc32)),
     "crc32c": ChecksumAlgorithm(
-        "CRC32C", lambda data: int(google_crc32c.value(data)).to_bytes(4, "big")
+        "CRC32C", lambda: _Crc(lambda data, crc: int(google_crc32c.extend(crc, data)))
     ),
-    "sha256": ChecksumAlgorithm("SHA256", lambda data: hashlib.sha256(data).digest()),
+    "sha256": ChecksumAlgorithm("SHA256", hashlib.sha256),
 }
 
 

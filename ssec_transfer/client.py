@@ -63,6 +63,12 @@ def _https_guard(request: Any, **_: Any) -> None:
         refuse_plain_http(request.url.split("?", 1)[0])
 
 
+def _drop_expect_continue(request: Any, **_: Any) -> None:
+    """botocore asks for `Expect: 100-continue` on every file-like body; our part bodies are
+    already in memory, so the extra round trip per part buys nothing."""
+    del request.headers["Expect"]  # an email.message.Message: deleting a missing key is fine
+
+
 def build_config(
     settings: ConnectionSettings, *, pool_size: int, botocore_checksums: bool = False
 ) -> AioConfig:
@@ -109,4 +115,5 @@ async def open_client(
         )
     )
     client.meta.events.register("before-send.s3", _https_guard)
+    client.meta.events.register("before-sign.s3", _drop_expect_continue)
     return client

@@ -39,6 +39,8 @@ from ssec_transfer.s3errors import diagnose_key_failure, status_of, translate
 from ssec_transfer.taskgroups import task_group
 
 ProgressCallback = Callable[[int, int], None]  # (bytes just done, total bytes)
+# Bytes of a response body held in memory per request before they are written to disk.
+WRITE_CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -283,15 +285,10 @@ async def _fetch_parts(
     async def fetch(receive: ObjectReceiveStream[Part]) -> None:
         async with receive:
             async for part in receive:
-                async with budget.reserve(part.length):
-                    data = await _get_range(client, part, pin, ssec, ranged=ranged)
-                    try:
-                        await anyio.to_thread.run_sync(temp.write_at, data, part.offset)
-                    except OSError as exc:
-                        raise _write_error(exc, temp.dest) from None
-                    del data
-                if progress:
-                    progress(part.length, total)
+                async with budget.reserve(min(part.length, WRITE_CHUNK)):
+                    await _fetch_range(
+                        client, temp, part, pin, ssec, ranged=ranged, total=total, progress=progress
+                    )
 
     async with task_group() as tg:
         for _ in range(workers):
@@ -308,17 +305,24 @@ def _write_error(exc: OSError, dest: Path) -> SSECTransferError:
     return LocalIOError(f"cannot write {dest}: {exc.strerror}")
 
 
-async def _get_range(
-    client: Any, part: Part, pin: dict[str, Any], ssec: SSECustomerKey | None, *, ranged: bool
-) -> bytes:
+async def _fetch_range(
+    client: Any,
+    temp: _TempFile,
+    part: Part,
+    pin: dict[str, Any],
+    ssec: SSECustomerKey | None,
+    *,
+    ranged: bool,
+    total: int,
+    progress: ProgressCallback | None,
+) -> None:
+    """GET one range and stream it to its place in the file, WRITE_CHUNK bytes at a time."""
     ctx = ErrorContext("GetObject", pin["Bucket"], pin["Key"], part.number if ranged else None)
     params = dict(pin)
     if ranged and part.length > 0:
         params["Range"] = part.http_range
     try:
         resp = await client.get_object(**params)
-        async with resp["Body"] as body:
-            data: bytes = await body.read()
     except Exception as exc:
         if status_of(exc) in (400, 403):
             diagnosed = await diagnose_key_failure(
@@ -327,10 +331,43 @@ async def _get_range(
             if diagnosed:
                 raise diagnosed from None
         raise translate(exc, ctx, key_sent=ssec is not None) from exc
-    if len(data) != part.length:
-        raise IntegrityError(
-            f"expected {part.length} bytes, received {len(data)}",
-            hint="rerun the download; nothing partial was kept",
-            context=ctx,
-        )
-    return data
+    received = 0
+    async with resp["Body"] as body:
+        while received < part.length:
+            want = min(WRITE_CHUNK, part.length - received)
+            try:
+                chunk = await _read_exactly(body, want)
+            except Exception as exc:
+                raise translate(exc, ctx, key_sent=ssec is not None) from exc
+            if len(chunk) != want:
+                raise IntegrityError(
+                    f"expected {part.length} bytes, the body ended after {received + len(chunk)}",
+                    hint="rerun the download; nothing partial was kept",
+                    context=ctx,
+                )
+            try:
+                await anyio.to_thread.run_sync(temp.write_at, chunk, part.offset + received)
+            except OSError as exc:
+                raise _write_error(exc, temp.dest) from None
+            received += want
+            if progress:
+                progress(want, total)
+        if await body.read(1):
+            raise IntegrityError(
+                f"the server sent more than the {part.length} bytes asked for",
+                hint="rerun the download; nothing partial was kept",
+                context=ctx,
+            )
+
+
+async def _read_exactly(body: Any, size: int) -> bytes:
+    """Up to `size` bytes; fewer only if the body ends first."""
+    pieces: list[bytes] = []
+    have = 0
+    while have < size:
+        piece: bytes = await body.read(size - have)
+        if not piece:
+            break
+        pieces.append(piece)
+        have += len(piece)
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)

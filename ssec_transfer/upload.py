@@ -21,9 +21,16 @@ from typing import Any
 import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
+from ssec_transfer.bodies import FILE_SLICE, FilePartBody, PartBody
 from ssec_transfer.buffers import ByteBudget
-from ssec_transfer.checksums import ChecksumAlgorithm, ChecksumPolicy
-from ssec_transfer.errors import ErrorContext, IntegrityError, LocalIOError, UsageError
+from ssec_transfer.checksums import ChecksumAlgorithm, ChecksumPolicy, encode
+from ssec_transfer.errors import (
+    ErrorContext,
+    IntegrityError,
+    LocalIOError,
+    SSECTransferError,
+    UsageError,
+)
 from ssec_transfer.keys import SSECustomerKey
 from ssec_transfer.plan import MAX_SINGLE_PUT, Part, plan_upload
 from ssec_transfer.results import TransferResult
@@ -128,9 +135,13 @@ async def upload_file(
             parts = plan_upload(
                 size, part_size=options.part_size, preferred=options.preferred_part_size
             )
-            etag, version_id = await _put_multipart(
-                client, fd, source, parts, common, content_type, options, budget, progress
-            )
+            try:
+                etag, version_id = await _put_multipart(
+                    client, fd, source, parts, common, content_type, options, budget, progress
+                )
+            except SSECTransferError:
+                _check_unchanged(source, st)  # a file that changed explains the failure best
+                raise
             n_parts = len(parts)
         _check_unchanged(source, st)
     finally:
@@ -175,7 +186,7 @@ async def _put_single(
         chunk = await anyio.to_thread.run_sync(_read_part, fd, Part(1, 0, size), source, algorithm)
         with translated(ctx, key_sent=True, writing=True):
             resp = await client.put_object(
-                Body=chunk.data,
+                Body=PartBody(chunk.data),
                 ContentType=content_type,
                 **_checksum_params(algorithm, chunk.checksum),
                 **common,
@@ -257,45 +268,44 @@ async def _send_parts(
     budget: ByteBudget,
     progress: ProgressCallback | None,
 ) -> dict[int, dict[str, Any]]:
-    """Send every part; return CompleteMultipartUpload's part list, keyed by part number."""
+    """Send every part straight from the file; return CompleteMultipartUpload's part list.
+
+    Parts are never held in memory whole: each request streams its byte range slice by slice
+    (`FilePartBody`), so memory per request in flight is about two slices, whatever the part
+    size. With a checksum, the range is read once more beforehand, from the page cache.
+    """
     completed: dict[int, dict[str, Any]] = {}
     algorithm = options.checksum.algorithm
     total = parts[-1].end
     if progress:
         progress(0, total)
-    held = 0  # bytes this upload holds in the shared budget; returned whatever happens
     workers = max(1, min(options.concurrency, len(parts)))
-    send, receive = anyio.create_memory_object_stream[_Chunk](max_buffer_size=workers)
+    send, receive = anyio.create_memory_object_stream[Part](max_buffer_size=workers)
 
-    async def read_parts(send: ObjectSendStream[_Chunk]) -> None:
-        nonlocal held
+    async def queue_parts(send: ObjectSendStream[Part]) -> None:
         async with send:
             for part in parts:
-                await budget.acquire(part.length)
-                held += part.length
-                chunk = await anyio.to_thread.run_sync(_read_part, fd, part, source, algorithm)
-                await send.send(chunk)
+                await send.send(part)
 
-    async def send_parts(receive: ObjectReceiveStream[_Chunk]) -> None:
-        nonlocal held
+    async def send_parts(receive: ObjectReceiveStream[Part]) -> None:
         async with receive:
-            async for chunk in receive:
-                part = chunk.part
+            async for part in receive:
                 ctx = ErrorContext("UploadPart", common["Bucket"], common["Key"], part.number)
-                checksum = _checksum_params(algorithm, chunk.checksum)
-                try:
+                async with budget.reserve(2 * FILE_SLICE):
+                    checksum: dict[str, str] = {}
+                    if algorithm:
+                        value = await anyio.to_thread.run_sync(
+                            _checksum_of_range, fd, part, source, algorithm
+                        )
+                        checksum = {algorithm.param: value}
                     with translated(ctx, key_sent=True, writing=True):
                         resp = await client.upload_part(
-                            Body=chunk.data,
+                            Body=FilePartBody(fd, part.offset, part.length),
                             PartNumber=part.number,
                             UploadId=upload_id,
                             **checksum,
                             **common,
                         )
-                finally:
-                    del chunk
-                    held -= part.length
-                    budget.release(part.length)
                 _check_echo(
                     resp, algorithm, checksum.get(algorithm.param) if algorithm else None, ctx
                 )
@@ -307,13 +317,24 @@ async def _send_parts(
                 if progress:
                     progress(part.length, total)
 
-    try:
-        async with task_group() as tg:
-            tg.start_soon(read_parts, send)
-            for _ in range(workers):
-                tg.start_soon(send_parts, receive.clone())
-            receive.close()
-    finally:
-        if held:  # parts read but never sent, left in the stream by a failure
-            budget.release(held)
+    async with task_group() as tg:
+        tg.start_soon(queue_parts, send)
+        for _ in range(workers):
+            tg.start_soon(send_parts, receive.clone())
+        receive.close()
     return completed
+
+
+def _checksum_of_range(fd: int, part: Part, path: Path, algorithm: ChecksumAlgorithm) -> str:
+    hasher = algorithm.hasher()
+    position, end = part.offset, part.end
+    while position < end:
+        data = os.pread(fd, min(FILE_SLICE, end - position), position)
+        if not data:
+            raise LocalIOError(
+                f"source file {path} shrank while it was being uploaded",
+                hint="upload files only once they are complete",
+            )
+        hasher.update(data)
+        position += len(data)
+    return encode(hasher)

@@ -1,0 +1,160 @@
+"""Request bodies that reach the TLS layer in slices, never a whole part at once.
+
+Given a whole `bytes` part, aiohttp writes it to the TLS transport in one call; asyncio then
+encrypts all of it into its own buffers, so each in-flight part costs twice its size or more.
+Each body here is two things: a seekable file-like object for botocore (so retries can rewind
+it), and an aiohttp payload that writes it slice by slice, draining after each, so what is in
+flight per connection stays about one slice.
+
+- `PartBody`: a part already in memory (single PUTs, streams); slices are zero-copy views.
+- `FilePartBody`: a byte range of an open file, read slice by slice in a worker thread; a
+  multipart upload of any size then holds only a few slices per connection in memory.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import Any
+
+import anyio
+from aiohttp import payload
+from aiohttp.abc import AbstractStreamWriter
+
+SLICE = 256 * 1024
+FILE_SLICE = 1024 * 1024  # larger, to keep thread hand-offs per GiB low
+
+
+class PartBody(io.RawIOBase):
+    """A read-only, seekable view of bytes that are already in memory."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__()
+        self._view = memoryview(data)
+        self._pos = 0
+
+    def __len__(self) -> int:
+        return len(self._view)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        chunk = self._view[self._pos : self._pos + len(buffer)]
+        n = len(chunk)
+        buffer[:n] = chunk
+        self._pos += n
+        return n
+
+    def remaining(self) -> memoryview:
+        return self._view[self._pos :]
+
+
+class PartPayload(payload.Payload):
+    _value: PartBody
+
+    def __init__(self, value: Any, *args: Any, **kwargs: Any) -> None:
+        body = getattr(value, "__wrapped__", value)  # aiobotocore wraps IOBase bodies
+        kwargs.setdefault("content_type", "application/octet-stream")
+        super().__init__(body, *args, **kwargs)
+        self._size = len(body.remaining())
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return bytes(self._value.remaining()).decode(encoding, errors)
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        await self.write_with_length(writer, None)
+
+    async def write_with_length(
+        self, writer: AbstractStreamWriter, content_length: int | None
+    ) -> None:
+        view = self._value.remaining()
+        if content_length is not None:
+            view = view[:content_length]
+        for start in range(0, len(view), SLICE):
+            await writer.write(view[start : start + SLICE])
+
+
+class FilePartBody(io.RawIOBase):
+    """The byte range [offset, offset + length) of an open file descriptor."""
+
+    def __init__(self, fd: int, offset: int, length: int) -> None:
+        super().__init__()
+        self.fd, self.offset, self.length = fd, offset, length
+        self._pos = 0
+
+    def __len__(self) -> int:
+        return self.length
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.length}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        want = min(len(buffer), self.length - self._pos)
+        if want <= 0:
+            return 0
+        data = os.pread(self.fd, want, self.offset + self._pos)
+        n = len(data)
+        buffer[:n] = data
+        self._pos += n
+        return n
+
+    def read_slice(self, start: int, size: int) -> bytes:
+        data = os.pread(self.fd, size, self.offset + start)
+        if len(data) != size:
+            raise OSError(f"the file shrank while being uploaded (short read at {start})")
+        return data
+
+
+class FilePartPayload(payload.Payload):
+    _value: FilePartBody
+
+    def __init__(self, value: Any, *args: Any, **kwargs: Any) -> None:
+        body = getattr(value, "__wrapped__", value)
+        kwargs.setdefault("content_type", "application/octet-stream")
+        super().__init__(body, *args, **kwargs)
+        self._size = body.length - body.tell()
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        raise TypeError("a file part is binary data")
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        await self.write_with_length(writer, None)
+
+    async def write_with_length(
+        self, writer: AbstractStreamWriter, content_length: int | None
+    ) -> None:
+        body = self._value
+        position = body.tell()
+        end = body.length if content_length is None else min(body.length, position + content_length)
+        while position < end:
+            size = min(FILE_SLICE, end - position)
+            data = await anyio.to_thread.run_sync(body.read_slice, position, size)
+            await writer.write(data)
+            position += size
+
+
+payload.PAYLOAD_REGISTRY.register(PartPayload, PartBody, order=payload.Order.try_first)
+payload.PAYLOAD_REGISTRY.register(FilePartPayload, FilePartBody, order=payload.Order.try_first)
