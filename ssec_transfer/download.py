@@ -21,7 +21,6 @@ from typing import Any
 import anyio
 from anyio.abc import ObjectReceiveStream
 
-from ssec_transfer.buffers import ByteBudget
 from ssec_transfer.errors import (
     ErrorContext,
     IntegrityError,
@@ -36,6 +35,7 @@ from ssec_transfer.keys import SSECustomerKey
 from ssec_transfer.plan import Part, plan_parts
 from ssec_transfer.results import ObjectInfo, TransferResult
 from ssec_transfer.s3errors import diagnose_key_failure, status_of, translate
+from ssec_transfer.scheduler import Scheduler
 from ssec_transfer.taskgroups import task_group
 
 ProgressCallback = Callable[[int, int], None]  # (bytes just done, total bytes)
@@ -209,12 +209,13 @@ async def download_file(
     ssec: SSECustomerKey | None,
     version_id: str | None,
     options: DownloadOptions,
-    budget: ByteBudget,
+    scheduler: Scheduler,
     progress: ProgressCallback | None = None,
 ) -> TransferResult:
     started = time.perf_counter()
     target = resolve_destination(dest, key)
-    info, _ = await head_object(client, bucket, key, ssec=ssec, version_id=version_id)
+    async with scheduler.request():
+        info, _ = await head_object(client, bucket, key, ssec=ssec, version_id=version_id)
     pin: dict[str, Any] = {"Bucket": bucket, "Key": key}
     if info.version_id and info.version_id != "null":
         pin["VersionId"] = info.version_id
@@ -239,7 +240,7 @@ async def download_file(
             ssec,
             ranged=len(parts) > 1,
             options=options,
-            budget=budget,
+            scheduler=scheduler,
             progress=progress,
         )
         await anyio.to_thread.run_sync(temp.commit)
@@ -270,7 +271,7 @@ async def _fetch_parts(
     *,
     ranged: bool,
     options: DownloadOptions,
-    budget: ByteBudget,
+    scheduler: Scheduler,
     progress: ProgressCallback | None,
 ) -> None:
     total = parts[-1].end
@@ -285,7 +286,10 @@ async def _fetch_parts(
     async def fetch(receive: ObjectReceiveStream[Part]) -> None:
         async with receive:
             async for part in receive:
-                async with budget.reserve(min(part.length, WRITE_CHUNK)):
+                async with (
+                    scheduler.budget.reserve(min(part.length, WRITE_CHUNK)),
+                    scheduler.request(),
+                ):
                     await _fetch_range(
                         client, temp, part, pin, ssec, ranged=ranged, total=total, progress=progress
                     )

@@ -19,7 +19,6 @@ from typing import Any, Self
 import anyio
 import botocore.exceptions as bx
 
-from ssec_transfer.buffers import ByteBudget
 from ssec_transfer.capabilities import load_cached, server_verifies_checksum
 from ssec_transfer.checksums import MODES, ChecksumPolicy
 from ssec_transfer.client import ConnectionSettings, open_client, refuse_plain_http
@@ -29,6 +28,7 @@ from ssec_transfer.keys import SSECustomerKey
 from ssec_transfer.plan import MiB, check_part_size
 from ssec_transfer.results import ObjectInfo, TransferResult
 from ssec_transfer.s3errors import translate
+from ssec_transfer.scheduler import Scheduler
 from ssec_transfer.upload import UploadOptions, upload_file
 
 
@@ -81,7 +81,9 @@ class TransferEngine:
         )
         self.config = config or TransferConfig()
         self.config.validate()
-        self.budget = ByteBudget(self.config.max_memory)
+        self.scheduler = Scheduler(
+            max_requests=self.config.concurrency, max_memory=self.config.max_memory
+        )
         self._stack: AsyncExitStack | None = None
         self._client: Any = None
         self._checksum = ChecksumPolicy.from_mode(self.config.checksum)
@@ -175,7 +177,7 @@ class TransferEngine:
                 key,
                 ssec=sse_key,
                 options=options,
-                budget=self.budget,
+                scheduler=self.scheduler,
                 progress=progress,
             )
 
@@ -230,7 +232,7 @@ class TransferEngine:
                 ssec=sse_key,
                 version_id=version_id,
                 options=options,
-                budget=self.budget,
+                scheduler=self.scheduler,
                 progress=progress,
             )
 

@@ -1,10 +1,11 @@
 """Upload one file: a single PutObject when small, else a parallel multipart upload.
 
-Multipart flow: a reader task cuts the file into the planned parts, reserving each part's bytes
-in the byte budget *before* reading it, and hands (part, bytes) to N workers through a bounded
-stream; each worker sends UploadPart with the one key pinned for this object and releases the
-bytes. Any failure or cancellation aborts the multipart upload under a shielded cancel scope, so
-nothing is left on the server and an existing object of the same name stays untouched.
+Multipart flow: the planned parts go through a bounded stream to N workers; each worker
+reserves its slice buffers in the engine's byte budget, takes a request slot from the
+scheduler, and sends UploadPart with the one key pinned for this object, streaming the part's
+byte range straight from the file (`FilePartBody`). Any failure or cancellation aborts the
+multipart upload under a shielded cancel scope, so nothing is left on the server and an
+existing object of the same name stays untouched.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from ssec_transfer.bodies import FILE_SLICE, FilePartBody, PartBody
-from ssec_transfer.buffers import ByteBudget
 from ssec_transfer.checksums import ChecksumAlgorithm, ChecksumPolicy, encode
 from ssec_transfer.errors import (
     ErrorContext,
@@ -35,6 +35,7 @@ from ssec_transfer.keys import SSECustomerKey
 from ssec_transfer.plan import MAX_SINGLE_PUT, Part, plan_upload
 from ssec_transfer.results import TransferResult
 from ssec_transfer.s3errors import translated
+from ssec_transfer.scheduler import Scheduler
 from ssec_transfer.taskgroups import task_group
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,7 @@ async def upload_file(
     *,
     ssec: SSECustomerKey,
     options: UploadOptions,
-    budget: ByteBudget,
+    scheduler: Scheduler,
     progress: ProgressCallback | None = None,
 ) -> TransferResult:
     started = time.perf_counter()
@@ -128,7 +129,15 @@ async def upload_file(
     try:
         if size < options.multipart_threshold and size <= MAX_SINGLE_PUT:
             etag, version_id = await _put_single(
-                client, fd, source, size, common, content_type, options.checksum, budget, progress
+                client,
+                fd,
+                source,
+                size,
+                common,
+                content_type,
+                options.checksum,
+                scheduler,
+                progress,
             )
             n_parts = 1
         else:
@@ -137,7 +146,7 @@ async def upload_file(
             )
             try:
                 etag, version_id = await _put_multipart(
-                    client, fd, source, parts, common, content_type, options, budget, progress
+                    client, fd, source, parts, common, content_type, options, scheduler, progress
                 )
             except SSECTransferError:
                 _check_unchanged(source, st)  # a file that changed explains the failure best
@@ -177,20 +186,21 @@ async def _put_single(
     common: dict[str, Any],
     content_type: str,
     checksum: ChecksumPolicy,
-    budget: ByteBudget,
+    scheduler: Scheduler,
     progress: ProgressCallback | None,
 ) -> tuple[str | None, str | None]:
     ctx = ErrorContext("PutObject", common["Bucket"], common["Key"])
     algorithm = checksum.algorithm
-    async with budget.reserve(size):
+    async with scheduler.budget.reserve(size):
         chunk = await anyio.to_thread.run_sync(_read_part, fd, Part(1, 0, size), source, algorithm)
         with translated(ctx, key_sent=True, writing=True):
-            resp = await client.put_object(
-                Body=PartBody(chunk.data),
-                ContentType=content_type,
-                **_checksum_params(algorithm, chunk.checksum),
-                **common,
-            )
+            async with scheduler.request():
+                resp = await client.put_object(
+                    Body=PartBody(chunk.data),
+                    ContentType=content_type,
+                    **_checksum_params(algorithm, chunk.checksum),
+                    **common,
+                )
         _check_echo(resp, algorithm, chunk.checksum, ctx)
     if progress:
         progress(size, size)
@@ -205,7 +215,7 @@ async def _put_multipart(
     common: dict[str, Any],
     content_type: str,
     options: UploadOptions,
-    budget: ByteBudget,
+    scheduler: Scheduler,
     progress: ProgressCallback | None,
 ) -> tuple[str | None, str | None]:
     bucket, key = common["Bucket"], common["Key"]
@@ -214,22 +224,24 @@ async def _put_multipart(
     with translated(
         ErrorContext("CreateMultipartUpload", bucket, key), key_sent=True, writing=True
     ):
-        created = await client.create_multipart_upload(
-            ContentType=content_type, **create_extra, **common
-        )
+        async with scheduler.request():
+            created = await client.create_multipart_upload(
+                ContentType=content_type, **create_extra, **common
+            )
     upload_id: str = created["UploadId"]
     try:
         completed = await _send_parts(
-            client, fd, source, parts, common, upload_id, options, budget, progress
+            client, fd, source, parts, common, upload_id, options, scheduler, progress
         )
         with translated(
             ErrorContext("CompleteMultipartUpload", bucket, key), key_sent=True, writing=True
         ):
-            done = await client.complete_multipart_upload(
-                UploadId=upload_id,
-                MultipartUpload={"Parts": [completed[n] for n in sorted(completed)]},
-                **common,
-            )
+            async with scheduler.request():
+                done = await client.complete_multipart_upload(
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": [completed[n] for n in sorted(completed)]},
+                    **common,
+                )
     except BaseException:
         with anyio.move_on_after(ABORT_TIMEOUT, shield=True):
             await abort_quietly(client, bucket, key, upload_id)
@@ -265,7 +277,7 @@ async def _send_parts(
     common: dict[str, Any],
     upload_id: str,
     options: UploadOptions,
-    budget: ByteBudget,
+    scheduler: Scheduler,
     progress: ProgressCallback | None,
 ) -> dict[int, dict[str, Any]]:
     """Send every part straight from the file; return CompleteMultipartUpload's part list.
@@ -291,7 +303,7 @@ async def _send_parts(
         async with receive:
             async for part in receive:
                 ctx = ErrorContext("UploadPart", common["Bucket"], common["Key"], part.number)
-                async with budget.reserve(2 * FILE_SLICE):
+                async with scheduler.budget.reserve(2 * FILE_SLICE):
                     checksum: dict[str, str] = {}
                     if algorithm:
                         value = await anyio.to_thread.run_sync(
@@ -299,13 +311,14 @@ async def _send_parts(
                         )
                         checksum = {algorithm.param: value}
                     with translated(ctx, key_sent=True, writing=True):
-                        resp = await client.upload_part(
-                            Body=FilePartBody(fd, part.offset, part.length),
-                            PartNumber=part.number,
-                            UploadId=upload_id,
-                            **checksum,
-                            **common,
-                        )
+                        async with scheduler.request():
+                            resp = await client.upload_part(
+                                Body=FilePartBody(fd, part.offset, part.length),
+                                PartNumber=part.number,
+                                UploadId=upload_id,
+                                **checksum,
+                                **common,
+                            )
                 _check_echo(
                     resp, algorithm, checksum.get(algorithm.param) if algorithm else None, ctx
                 )
