@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 from anyio.abc import ObjectReceiveStream
 
+from ssec_transfer.crc import combine_parts, crc32c, digest_text
 from ssec_transfer.errors import (
     ErrorContext,
     IntegrityError,
@@ -232,7 +233,7 @@ async def download_file(
     temp = await anyio.to_thread.run_sync(_TempFile, target)
     try:
         await anyio.to_thread.run_sync(temp.allocate, info.size)
-        await _fetch_parts(
+        crc = await _fetch_parts(
             client,
             temp,
             parts,
@@ -259,6 +260,7 @@ async def download_file(
         key_fingerprint=ssec.fingerprint if ssec else None,
         parts=len(parts),
         seconds=time.perf_counter() - started,
+        checksum=digest_text(crc),
     )
 
 
@@ -273,7 +275,9 @@ async def _fetch_parts(
     options: DownloadOptions,
     scheduler: Scheduler,
     progress: ProgressCallback | None,
-) -> None:
+) -> int:
+    """Fetch every range into the file; return the CRC32C of the whole object."""
+    crcs: dict[int, int] = {}
     total = parts[-1].end
     if progress:
         progress(0, total)
@@ -290,7 +294,7 @@ async def _fetch_parts(
                     scheduler.budget.reserve(min(part.length, WRITE_CHUNK)),
                     scheduler.request(),
                 ):
-                    await _fetch_range(
+                    crcs[part.number] = await _fetch_range(
                         client, temp, part, pin, ssec, ranged=ranged, total=total, progress=progress
                     )
 
@@ -298,6 +302,7 @@ async def _fetch_parts(
         for _ in range(workers):
             tg.start_soon(fetch, receive.clone())
         receive.close()
+    return combine_parts((crcs[part.number], part.length) for part in parts)
 
 
 def _write_error(exc: OSError, dest: Path) -> SSECTransferError:
@@ -319,8 +324,9 @@ async def _fetch_range(
     ranged: bool,
     total: int,
     progress: ProgressCallback | None,
-) -> None:
-    """GET one range and stream it to its place in the file, WRITE_CHUNK bytes at a time."""
+) -> int:
+    """GET one range and stream it to its place in the file, WRITE_CHUNK bytes at a time;
+    return the range's CRC32C."""
     ctx = ErrorContext("GetObject", pin["Bucket"], pin["Key"], part.number if ranged else None)
     params = dict(pin)
     if ranged and part.length > 0:
@@ -336,6 +342,7 @@ async def _fetch_range(
                 raise diagnosed from None
         raise translate(exc, ctx, key_sent=ssec is not None) from exc
     received = 0
+    crc = 0
     async with resp["Body"] as body:
         while received < part.length:
             want = min(WRITE_CHUNK, part.length - received)
@@ -353,6 +360,7 @@ async def _fetch_range(
                 await anyio.to_thread.run_sync(temp.write_at, chunk, part.offset + received)
             except OSError as exc:
                 raise _write_error(exc, temp.dest) from None
+            crc = crc32c(chunk, crc)
             received += want
             if progress:
                 progress(want, total)
@@ -362,6 +370,7 @@ async def _fetch_range(
                 hint="rerun the download; nothing partial was kept",
                 context=ctx,
             )
+    return crc
 
 
 async def _read_exactly(body: Any, size: int) -> bytes:

@@ -18,6 +18,7 @@ class TransferResult:
     key_fingerprint: str | None
     parts: int
     seconds: float
+    checksum: str | None = None  # whole-object digest, `crc32c:BASE64`, computed by the client
 
     @property
     def mib_per_s(self) -> float:

@@ -10,6 +10,7 @@ existing object of the same name stays untouched.
 
 from __future__ import annotations
 
+import base64
 import logging
 import mimetypes
 import os
@@ -24,6 +25,7 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from ssec_transfer.bodies import FILE_SLICE, FilePartBody, PartBody
 from ssec_transfer.checksums import ChecksumAlgorithm, ChecksumPolicy, encode
+from ssec_transfer.crc import combine_parts, crc32c, digest_text
 from ssec_transfer.errors import (
     ErrorContext,
     IntegrityError,
@@ -58,7 +60,8 @@ class _Chunk:
 
     part: Part
     data: bytes
-    checksum: str | None
+    checksum: str | None  # the header value for the chosen algorithm, if any
+    crc: int  # CRC32C of the data, for the whole-object digest
 
 
 def _stat_source(path: Path) -> os.stat_result:
@@ -87,7 +90,7 @@ def _read_part(fd: int, part: Part, path: Path, algorithm: ChecksumAlgorithm | N
             f"source file {path} shrank while it was being uploaded",
             hint="upload files only once they are complete",
         )
-    return _Chunk(part, data, algorithm.of(data) if algorithm else None)
+    return _Chunk(part, data, algorithm.of(data) if algorithm else None, crc32c(data))
 
 
 def _checksum_params(algorithm: ChecksumAlgorithm | None, value: str | None) -> dict[str, str]:
@@ -128,7 +131,7 @@ async def upload_file(
     fd = _open_source(source)
     try:
         if size < options.multipart_threshold and size <= MAX_SINGLE_PUT:
-            etag, version_id = await _put_single(
+            etag, version_id, crc = await _put_single(
                 client,
                 fd,
                 source,
@@ -145,7 +148,7 @@ async def upload_file(
                 size, part_size=options.part_size, preferred=options.preferred_part_size
             )
             try:
-                etag, version_id = await _put_multipart(
+                etag, version_id, crc = await _put_multipart(
                     client, fd, source, parts, common, content_type, options, scheduler, progress
                 )
             except SSECTransferError:
@@ -166,6 +169,7 @@ async def upload_file(
         key_fingerprint=ssec.fingerprint,
         parts=n_parts,
         seconds=time.perf_counter() - started,
+        checksum=digest_text(crc),
     )
 
 
@@ -188,7 +192,7 @@ async def _put_single(
     checksum: ChecksumPolicy,
     scheduler: Scheduler,
     progress: ProgressCallback | None,
-) -> tuple[str | None, str | None]:
+) -> tuple[str | None, str | None, int]:
     ctx = ErrorContext("PutObject", common["Bucket"], common["Key"])
     algorithm = checksum.algorithm
     async with scheduler.budget.reserve(size):
@@ -204,7 +208,7 @@ async def _put_single(
         _check_echo(resp, algorithm, chunk.checksum, ctx)
     if progress:
         progress(size, size)
-    return resp.get("ETag"), resp.get("VersionId")
+    return resp.get("ETag"), resp.get("VersionId"), chunk.crc
 
 
 async def _put_multipart(
@@ -217,7 +221,7 @@ async def _put_multipart(
     options: UploadOptions,
     scheduler: Scheduler,
     progress: ProgressCallback | None,
-) -> tuple[str | None, str | None]:
+) -> tuple[str | None, str | None, int]:
     bucket, key = common["Bucket"], common["Key"]
     algorithm = options.checksum.algorithm
     create_extra = {"ChecksumAlgorithm": algorithm.name} if algorithm else {}
@@ -230,7 +234,7 @@ async def _put_multipart(
             )
     upload_id: str = created["UploadId"]
     try:
-        completed = await _send_parts(
+        completed, crcs = await _send_parts(
             client, fd, source, parts, common, upload_id, options, scheduler, progress
         )
         with translated(
@@ -251,7 +255,8 @@ async def _put_multipart(
         with translated(ErrorContext("HeadObject", bucket, key), key_sent=True):
             head = await client.head_object(**common)
         etag, version_id = head.get("ETag"), head.get("VersionId", version_id)
-    return etag, version_id
+    crc = combine_parts((crcs[part.number], part.length) for part in parts)
+    return etag, version_id, crc
 
 
 async def abort_quietly(client: Any, bucket: str, key: str, upload_id: str) -> None:
@@ -279,14 +284,16 @@ async def _send_parts(
     options: UploadOptions,
     scheduler: Scheduler,
     progress: ProgressCallback | None,
-) -> dict[int, dict[str, Any]]:
-    """Send every part straight from the file; return CompleteMultipartUpload's part list.
+) -> tuple[dict[int, dict[str, Any]], dict[int, int]]:
+    """Send every part straight from the file; return CompleteMultipartUpload's part list
+    and each part's CRC32C, both keyed by part number.
 
     Parts are never held in memory whole: each request streams its byte range slice by slice
     (`FilePartBody`), so memory per request in flight is about two slices, whatever the part
     size. With a checksum, the range is read once more beforehand, from the page cache.
     """
     completed: dict[int, dict[str, Any]] = {}
+    crcs: dict[int, int] = {}
     algorithm = options.checksum.algorithm
     total = parts[-1].end
     if progress:
@@ -304,12 +311,10 @@ async def _send_parts(
             async for part in receive:
                 ctx = ErrorContext("UploadPart", common["Bucket"], common["Key"], part.number)
                 async with scheduler.budget.reserve(2 * FILE_SLICE):
-                    checksum: dict[str, str] = {}
-                    if algorithm:
-                        value = await anyio.to_thread.run_sync(
-                            _checksum_of_range, fd, part, source, algorithm
-                        )
-                        checksum = {algorithm.param: value}
+                    value, crcs[part.number] = await anyio.to_thread.run_sync(
+                        _checksum_of_range, fd, part, source, algorithm
+                    )
+                    checksum = {algorithm.param: value} if algorithm and value else {}
                     with translated(ctx, key_sent=True, writing=True):
                         async with scheduler.request():
                             resp = await client.upload_part(
@@ -335,11 +340,15 @@ async def _send_parts(
         for _ in range(workers):
             tg.start_soon(send_parts, receive.clone())
         receive.close()
-    return completed
+    return completed, crcs
 
 
-def _checksum_of_range(fd: int, part: Part, path: Path, algorithm: ChecksumAlgorithm) -> str:
-    hasher = algorithm.hasher()
+def _checksum_of_range(
+    fd: int, part: Part, path: Path, algorithm: ChecksumAlgorithm | None
+) -> tuple[str | None, int]:
+    """The header checksum (if any) and the CRC32C of one part, in one pass over it."""
+    hasher = algorithm.hasher() if algorithm and algorithm.name != "CRC32C" else None
+    crc = 0
     position, end = part.offset, part.end
     while position < end:
         data = os.pread(fd, min(FILE_SLICE, end - position), position)
@@ -348,6 +357,12 @@ def _checksum_of_range(fd: int, part: Part, path: Path, algorithm: ChecksumAlgor
                 f"source file {path} shrank while it was being uploaded",
                 hint="upload files only once they are complete",
             )
-        hasher.update(data)
+        crc = crc32c(data, crc)
+        if hasher:
+            hasher.update(data)
         position += len(data)
-    return encode(hasher)
+    if algorithm is None:
+        return None, crc
+    if hasher is None:  # the chosen algorithm is CRC32C itself
+        return base64.b64encode(crc.to_bytes(4, "big")).decode("ascii"), crc
+    return encode(hasher), crc

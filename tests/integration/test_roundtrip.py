@@ -10,6 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from ssec_transfer import SSECustomerKey, TransferConfig, TransferEngine
+from ssec_transfer.crc import crc32c, digest_text
 from ssec_transfer.plan import MiB
 from tests.helpers import random_file, run_cli
 
@@ -47,6 +48,8 @@ async def test_round_trip_around_part_boundaries(
     assert up.parts == expected_parts
     assert down.parts == (1 if size <= PART else -(-size // PART))
     assert up.key_fingerprint == key.fingerprint
+    expected = digest_text(crc32c(src.read_bytes()))
+    assert up.checksum == down.checksum == expected  # whole-object CRC32C, from part CRCs
     assert up.etag  # even where CompleteMultipartUpload answers with an empty ETag (Ceph)
     assert down.etag == up.etag
     assert admin.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
