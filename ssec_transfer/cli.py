@@ -12,18 +12,28 @@ import argparse
 import json
 import logging
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 import anyio
 
 from ssec_transfer import __version__
+from ssec_transfer.bulk import (
+    JobOutcome,
+    TransferJob,
+    plan_directory_upload,
+    plan_prefix_download,
+    read_manifest,
+    run_jobs,
+)
 from ssec_transfer.checksums import MODES
 from ssec_transfer.engine import TransferConfig, TransferEngine
 from ssec_transfer.errors import KeyFileError, SSECTransferError, UsageError
 from ssec_transfer.keys import ARGV_HINT, SSECustomerKey
-from ssec_transfer.progress import ProgressBar
+from ssec_transfer.progress import BulkProgress, ProgressBar
 from ssec_transfer.s3url import parse_s3_url
 from ssec_transfer.units import parse_size
 
@@ -84,6 +94,68 @@ def _add_key(p: argparse.ArgumentParser, *, required: bool) -> None:
     # What AWS CLI users type today. `fileb://PATH` works; a literal key is refused.
     m.add_argument("--sse-c-key", dest="sse_c_key", metavar="fileb://PATH", help=argparse.SUPPRESS)
     g.add_argument("--sse-c", dest="sse_c", metavar="AES256", help=argparse.SUPPRESS)
+
+
+class _FilterAction(argparse.Action):
+    """--include/--exclude keep their relative order: later rules win, as in the AWS CLI."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        rules = list(getattr(namespace, "filters", None) or [])
+        rules.append((self.const, values))
+        namespace.filters = rules
+
+
+def _add_bulk(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("many files")
+    g.add_argument(
+        "-r", "--recursive", action="store_true", help="every file under a directory / prefix"
+    )
+    g.add_argument(
+        "--include",
+        action=_FilterAction,
+        const="include",
+        dest="filters",
+        metavar="GLOB",
+        help="with --recursive: include paths matching GLOB (relative paths, later rules win)",
+    )
+    g.add_argument(
+        "--exclude",
+        action=_FilterAction,
+        const="exclude",
+        dest="filters",
+        metavar="GLOB",
+        help="with --recursive: exclude paths matching GLOB",
+    )
+    g.add_argument(
+        "--manifest",
+        type=Path,
+        metavar="FILE",
+        help="JSON lines (or CSV with a header) of source, destination and optional key_file "
+        "(and version_id for get): one transfer per line",
+    )
+    g.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="send only what is missing or different, proven by size and the CRC32C digest "
+        "recorded in the ledger (not the ETag, which is no MD5 under SSE-C)",
+    )
+    g.add_argument("--fail-fast", action="store_true", help="stop at the first failed file")
+    g.add_argument(
+        "--max-files",
+        type=_positive_int,
+        metavar="N",
+        help="files in progress at once (default: twice --concurrency)",
+    )
+    g.add_argument(
+        "--ledger", type=Path, metavar="PATH", help="ledger database (default: XDG data dir)"
+    )
+    g.add_argument("--no-ledger", action="store_true", help="do not record transfers in the ledger")
 
 
 def _add_output(p: argparse.ArgumentParser) -> None:
@@ -163,32 +235,47 @@ def build_parser() -> argparse.ArgumentParser:
 
     put = command(
         "put",
-        "upload a file, encrypted by the server under your key",
+        "upload files, encrypted by the server under your key",
         "Upload SRC to s3://BUCKET/KEY under SSE-C. A KEY ending in / (or no KEY) appends "
         "SRC's file name. Large files go as a parallel multipart upload; on any failure or "
         "Ctrl-C the upload is aborted and an existing object of that name stays untouched.\n\n"
         "  ssec-transfer put data.nc s3://bucket/products/ --key-file sse-c.key \\\n"
-        "      --endpoint-url https://s3.example.com",
+        "      --endpoint-url https://s3.example.com\n"
+        "  ssec-transfer put products/ s3://bucket/l1/ --recursive --exclude '*.tmp' "
+        "--key-file sse-c.key\n"
+        "  ssec-transfer put --manifest todo.jsonl --key-file sse-c.key --json\n"
+        "  producer | ssec-transfer put - s3://bucket/stream.bin --key-file sse-c.key",
     )
-    put.add_argument("source", metavar="SRC", help="local file")
-    put.add_argument("target", metavar="s3://BUCKET/KEY")
-    _add_key(put, required=True)
+    put.add_argument("source", metavar="SRC", nargs="?", help="local file, directory or -")
+    put.add_argument("target", metavar="s3://BUCKET/KEY", nargs="?")
+    put.add_argument(
+        "--expected-size",
+        type=_size,
+        metavar="SIZE",
+        help="for SRC -: the stream's approximate size, so parts are sized to stay within "
+        "10,000 parts",
+    )
+    _add_key(put, required=False)
+    _add_bulk(put)
     _add_connection(put)
     _add_tuning(put)
     _add_output(put)
 
     get = command(
         "get",
-        "download an object",
+        "download objects",
         "Download s3://BUCKET/KEY to DEST with parallel ranged GETs pinned to one version. "
         "DEST is replaced atomically, only once every byte arrived; on failure it is left "
         "untouched. An existing directory as DEST receives the object under its base name.\n\n"
-        "  ssec-transfer get s3://bucket/products/data.nc data.nc --key-file sse-c.key",
+        "  ssec-transfer get s3://bucket/products/data.nc data.nc --key-file sse-c.key\n"
+        "  ssec-transfer get s3://bucket/l1/ products/ --recursive --key-file sse-c.key\n"
+        "  ssec-transfer get s3://bucket/stream.bin - --key-file sse-c.key | consumer",
     )
-    get.add_argument("source", metavar="s3://BUCKET/KEY")
-    get.add_argument("dest", metavar="DEST", help="local file or existing directory")
+    get.add_argument("source", metavar="s3://BUCKET/KEY", nargs="?")
+    get.add_argument("dest", metavar="DEST", nargs="?", help="local file, directory, or -")
     get.add_argument("--version-id", help="read this version of the object")
     _add_key(get, required=False)
+    _add_bulk(get)
     _add_connection(get)
     _add_tuning(get)
     _add_output(get)
@@ -287,12 +374,18 @@ def engine_for(args: argparse.Namespace) -> TransferEngine:
             max_memory=args.max_memory,
             checksum=args.checksum,
         )
+    ledger: Path | Literal["default"] | None = "default"
+    if getattr(args, "no_ledger", False):
+        ledger = None
+    elif getattr(args, "ledger", None):
+        ledger = args.ledger
     return TransferEngine(
         endpoint_url=args.endpoint_url,
         profile=args.profile,
         region=args.region,
         ca_bundle=args.ca_bundle,
         config=config,
+        ledger=ledger,
     )
 
 
@@ -310,11 +403,47 @@ def _print_json(data: dict[str, Any]) -> None:
 # -- commands ----------------------------------------------------------------------------------
 
 
+def _require_key(key: SSECustomerKey | None, what: str) -> SSECustomerKey:
+    if key is None:
+        raise UsageError(
+            f"{what} needs an SSE-C key",
+            hint="give --key-file FILE (32 raw bytes or their base64) or --key-env NAME",
+        )
+    return key
+
+
+def _no_positionals_with_manifest(args: argparse.Namespace, *names: str) -> None:
+    if any(getattr(args, n) for n in names):
+        raise UsageError("--manifest names every source and destination; give no others")
+
+
 async def cmd_put(args: argparse.Namespace) -> int:
     key = load_key(args)
-    assert key is not None  # the argument group is required
+    if args.manifest:
+        _no_positionals_with_manifest(args, "source", "target")
+        jobs = await anyio.to_thread.run_sync(
+            partial(read_manifest, args.manifest, operation="upload", default_key=key)
+        )
+        return await _run_bulk(args, jobs)
+    if not args.source or not args.target:
+        raise UsageError("put needs SRC and s3://BUCKET/KEY (or --manifest FILE)")
     url = parse_s3_url(args.target)
+    if args.recursive:
+        jobs = await anyio.to_thread.run_sync(
+            partial(
+                plan_directory_upload,
+                Path(args.source),
+                url.bucket,
+                url.key,
+                sse_key=_require_key(key, "put"),
+                rules=args.filters or (),
+            )
+        )
+        return await _run_bulk(args, jobs)
+    key = _require_key(key, "put")
     source = Path(args.source)
+    if await anyio.Path(source).is_dir():
+        raise UsageError(f"{source} is a directory", hint="add --recursive to upload its files")
     object_key = url.key
     if not object_key or object_key.endswith("/"):
         object_key += source.name
@@ -327,9 +456,28 @@ async def cmd_put(args: argparse.Namespace) -> int:
 
 async def cmd_get(args: argparse.Namespace) -> int:
     key = load_key(args)
+    if args.manifest:
+        _no_positionals_with_manifest(args, "source", "dest")
+        jobs = await anyio.to_thread.run_sync(
+            partial(read_manifest, args.manifest, operation="download", default_key=key)
+        )
+        return await _run_bulk(args, jobs)
+    if not args.source or not args.dest:
+        raise UsageError("get needs s3://BUCKET/KEY and DEST (or --manifest FILE)")
     url = parse_s3_url(args.source)
+    if args.recursive:
+        url_key, dest = url.key, Path(args.dest)
+
+        async def plan(engine: TransferEngine) -> list[TransferJob]:
+            return await plan_prefix_download(
+                engine.client, url.bucket, url_key, dest, sse_key=key, rules=args.filters or ()
+            )
+
+        return await _run_bulk(args, plan)
     if not url.key or url.key.endswith("/"):
-        raise UsageError(f"{args.source} names no object", hint="write s3://BUCKET/KEY")
+        raise UsageError(
+            f"{args.source} names no object", hint="write s3://BUCKET/KEY, or add --recursive"
+        )
     with ProgressBar(f"get {url.key}", enabled=_progress_enabled(args)) as bar:
         async with engine_for(args) as engine:
             result = await engine.download(
@@ -342,6 +490,68 @@ async def cmd_get(args: argparse.Namespace) -> int:
             )
     _report(args, result.to_dict(), f"downloaded s3://{url.bucket}/{url.key} to {result.path}")
     return 0
+
+
+async def _run_bulk(
+    args: argparse.Namespace,
+    jobs: list[TransferJob] | Callable[[TransferEngine], Awaitable[list[TransferJob]]],
+) -> int:
+    """Run many transfers with one display; JSON lines per object and a summary line."""
+    started = time.perf_counter()
+    failures: list[JobOutcome] = []
+    counts = {"ok": 0, "skipped": 0, "failed": 0}
+    moved = 0
+    async with engine_for(args) as engine:
+        planned = jobs if isinstance(jobs, list) else await jobs(engine)
+        display = BulkProgress(
+            len(planned), sum(j.size or 0 for j in planned), enabled=_progress_enabled(args)
+        )
+        try:
+            async with run_jobs(
+                engine,
+                planned,
+                fail_fast=args.fail_fast,
+                skip_existing=args.skip_existing,
+                max_files=args.max_files,
+                on_bytes=display.add_bytes,
+            ) as outcomes:
+                async for outcome in outcomes:
+                    counts[outcome.status] += 1
+                    display.file_done(failed=outcome.status == "failed")
+                    if outcome.status == "failed":
+                        failures.append(outcome)
+                    elif outcome.result:
+                        moved += outcome.result.size
+                    if args.json:
+                        _print_json(outcome.to_dict())
+        finally:
+            display.close()
+        stats = engine.scheduler.stats()
+    seconds = time.perf_counter() - started
+    not_run = len(planned) - sum(counts.values())
+    summary = {
+        "summary": True,
+        "files": len(planned),
+        **counts,
+        "not_run": not_run,
+        "bytes": moved,
+        "seconds": round(seconds, 3),
+        "mib_per_s": round(moved / 1048576 / seconds, 2) if seconds > 0 else 0.0,
+        "peak_requests_in_flight": stats.peak_requests_in_flight,
+        "peak_bytes_reserved": stats.peak_bytes_reserved,
+    }
+    if args.json:
+        _print_json(summary)
+    print(
+        f"{counts['ok']} transferred, {counts['skipped']} skipped, {counts['failed']} failed"
+        + (f", {not_run} not run" if not_run else "")
+        + f" ({moved / 1048576:.1f} MiB in {seconds:.2f} s)",
+        file=sys.stderr,
+    )
+    for outcome in failures:
+        error = outcome.error
+        print(f"failed: {outcome.job.source}: {error}", file=sys.stderr)
+    return 0 if not failures and not not_run else 1
 
 
 async def cmd_head(args: argparse.Namespace) -> int:

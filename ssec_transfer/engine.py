@@ -8,13 +8,15 @@ async with TransferEngine(endpoint_url="https://s3.example.com") as engine:
 
 from __future__ import annotations
 
+import logging
 import os
+import sqlite3
 from collections.abc import Iterator
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import anyio
 import botocore.exceptions as bx
@@ -25,11 +27,15 @@ from ssec_transfer.client import ConnectionSettings, open_client, refuse_plain_h
 from ssec_transfer.download import DownloadOptions, ProgressCallback, download_file, head_object
 from ssec_transfer.errors import ChecksumUnsupportedError, ErrorContext, UsageError
 from ssec_transfer.keys import SSECustomerKey
+from ssec_transfer.ledger import Ledger
+from ssec_transfer.ledger import default_path as default_ledger_path
 from ssec_transfer.plan import MiB, check_part_size
 from ssec_transfer.results import ObjectInfo, TransferResult
 from ssec_transfer.s3errors import translate
 from ssec_transfer.scheduler import Scheduler
 from ssec_transfer.upload import UploadOptions, upload_file
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,7 @@ class TransferEngine:
         ca_bundle: str | None = None,
         config: TransferConfig | None = None,
         settings: ConnectionSettings | None = None,
+        ledger: Ledger | Path | Literal["default"] | None = "default",
     ) -> None:
         base = settings or ConnectionSettings()
         self.settings = replace(
@@ -81,6 +88,10 @@ class TransferEngine:
         )
         self.config = config or TransferConfig()
         self.config.validate()
+        # Every successful transfer is recorded (never the key): which key protects which
+        # object. None turns that off (`--no-ledger`).
+        self._ledger_choice = ledger
+        self.ledger: Ledger | None = None
         self.scheduler = Scheduler(
             max_requests=self.config.concurrency, max_memory=self.config.max_memory
         )
@@ -91,6 +102,7 @@ class TransferEngine:
         self._disrupted = False  # a transfer failed or was cancelled mid-request
 
     async def __aenter__(self) -> Self:
+        self.ledger = await self._open_ledger()
         stack = AsyncExitStack()
         try:
             self._client = await open_client(
@@ -104,6 +116,22 @@ class TransferEngine:
             raise
         self._stack = stack
         return self
+
+    async def _open_ledger(self) -> Ledger | None:
+        choice = self._ledger_choice
+        if choice is None or isinstance(choice, Ledger):
+            return choice
+        path = default_ledger_path() if choice == "default" else Path(choice)
+        try:
+            return await anyio.to_thread.run_sync(Ledger, path)
+        except (OSError, sqlite3.Error) as exc:
+            log.warning(
+                "cannot open the ledger %s (%s): transfers will not be recorded; "
+                "choose another with --ledger PATH",
+                path,
+                exc,
+            )
+            return None
 
     async def __aexit__(
         self,
@@ -170,7 +198,7 @@ class TransferEngine:
             checksum=self._checksum,
         )
         with self._note_disruption():
-            return await upload_file(
+            result = await upload_file(
                 client,
                 Path(source),
                 bucket,
@@ -180,6 +208,13 @@ class TransferEngine:
                 scheduler=self.scheduler,
                 progress=progress,
             )
+        await self._record(result)
+        return result
+
+    async def _record(self, result: TransferResult) -> None:
+        if self.ledger is not None:
+            with anyio.CancelScope(shield=True):  # the object exists now: always note its key
+                await anyio.to_thread.run_sync(self.ledger.record, self.endpoint_url, result)
 
     async def _require_checksum_support(self, bucket: str, sse_key: SSECustomerKey) -> None:
         """An explicitly requested checksum must really be verified, never silently dropped."""
@@ -224,7 +259,7 @@ class TransferEngine:
             multipart_threshold=cfg.multipart_threshold,
         )
         with self._note_disruption():
-            return await download_file(
+            result = await download_file(
                 client,
                 bucket,
                 key,
@@ -235,6 +270,8 @@ class TransferEngine:
                 scheduler=self.scheduler,
                 progress=progress,
             )
+        await self._record(result)
+        return result
 
     async def head(
         self,
@@ -246,5 +283,6 @@ class TransferEngine:
     ) -> ObjectInfo:
         """Size, ETag, version and the fingerprint of the key the server says protects it."""
         client = self._guard(sse_key)
-        info, _ = await head_object(client, bucket, key, ssec=sse_key, version_id=version_id)
+        async with self.scheduler.request():
+            info, _ = await head_object(client, bucket, key, ssec=sse_key, version_id=version_id)
         return info

@@ -43,12 +43,16 @@ def s3_server(
 
 
 @pytest.fixture(scope="session")
-def server_env(s3_server: ServerInfo) -> dict[str, str]:
+def server_env(s3_server: ServerInfo, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Environment for CLI subprocesses: the AWS variables and nothing that points elsewhere."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(s3_server.env())
     env["AWS_CONFIG_FILE"] = os.devnull
     env["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+    # Keep the ledger and the capability cache of test runs out of the user's home.
+    state = tmp_path_factory.mktemp("xdg")
+    env["XDG_DATA_HOME"] = str(state / "data")
+    env["XDG_CACHE_HOME"] = str(state / "cache")
     return env
 
 
@@ -59,7 +63,7 @@ def s3_env(server_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[
         if name.startswith("AWS_"):
             monkeypatch.delenv(name)
     for name, value in server_env.items():
-        if name.startswith("AWS_"):
+        if name.startswith(("AWS_", "XDG_")):
             monkeypatch.setenv(name, value)
     return server_env
 

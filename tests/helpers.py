@@ -31,7 +31,25 @@ def run_cli(
     )
 
 
+def run_cli_bytes(
+    *args: str | os.PathLike[str],
+    env: dict[str, str],
+    input: bytes | None = None,
+    timeout: float = 600,
+) -> subprocess.CompletedProcess[bytes]:
+    """Like `run_cli`, with binary stdin/stdout: for `put -` and `get ... -` through pipes."""
+    return subprocess.run(
+        [sys.executable, "-m", "ssec_transfer", *map(str, args)],
+        env=env,
+        input=input if input is not None else b"",
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def random_file(path: Path, size: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as f:
         left = size
         while left:
