@@ -30,6 +30,7 @@ from ssec_transfer.bulk import (
     run_jobs,
 )
 from ssec_transfer.checksums import MODES
+from ssec_transfer.client import ConnectionSettings
 from ssec_transfer.engine import TransferConfig, TransferEngine
 from ssec_transfer.errors import KeyFileError, SSECTransferError, UsageError
 from ssec_transfer.keys import ARGV_HINT, SSECustomerKey
@@ -79,6 +80,19 @@ def _add_connection(p: argparse.ArgumentParser) -> None:
     g.add_argument("--profile", help="profile from ~/.aws/config and ~/.aws/credentials")
     g.add_argument("--region", help="signing region (default: profile's, else us-east-1)")
     g.add_argument("--ca-bundle", metavar="PEM", help="CA certificates to verify the endpoint")
+    g.add_argument(
+        "--retry-mode",
+        choices=("standard", "adaptive"),
+        default="standard",
+        help="botocore's request retry mode; adaptive also rate-limits on 503 SlowDown",
+    )
+    g.add_argument(
+        "--max-attempts",
+        type=_positive_int,
+        default=5,
+        metavar="N",
+        help="attempts per request (botocore) and per part body (default 5)",
+    )
 
 
 def _add_key(p: argparse.ArgumentParser, *, required: bool) -> None:
@@ -386,6 +400,7 @@ def engine_for(args: argparse.Namespace) -> TransferEngine:
         ca_bundle=args.ca_bundle,
         config=config,
         ledger=ledger,
+        settings=ConnectionSettings(retry_mode=args.retry_mode, max_attempts=args.max_attempts),
     )
 
 

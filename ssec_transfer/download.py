@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +30,19 @@ from ssec_transfer.errors import (
     NoSuchBucketError,
     NoSuchVersionError,
     SSECTransferError,
+    TransferFailedError,
     UnexpectedKeyError,
     UsageError,
 )
 from ssec_transfer.keys import SSECustomerKey
 from ssec_transfer.plan import Part, plan_parts
 from ssec_transfer.results import ObjectInfo, TransferResult
+from ssec_transfer.retry import BODY_ERRORS, RetryPolicy, describe
 from ssec_transfer.s3errors import diagnose_key_failure, status_of, translate
 from ssec_transfer.scheduler import Scheduler
 from ssec_transfer.taskgroups import task_group
 
+log = logging.getLogger(__name__)
 ProgressCallback = Callable[[int, int], None]  # (bytes just done, total bytes)
 # Bytes of a response body held in memory per request before they are written to disk.
 WRITE_CHUNK = 1024 * 1024
@@ -49,6 +53,7 @@ class DownloadOptions:
     concurrency: int
     part_size: int  # size of each ranged GET
     multipart_threshold: int  # objects up to this size are fetched with one GET
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
 def first_fingerprint(value: str | None) -> str | None:
@@ -295,8 +300,9 @@ async def _fetch_parts(
                     scheduler.request(),
                 ):
                     crcs[part.number] = await _fetch_range(
-                        client, temp, part, pin, ssec, ranged=ranged, total=total, progress=progress
-                    )
+                        client, temp, part, pin, ssec,
+                        ranged=ranged, total=total, progress=progress, retry=options.retry,
+                    )  # fmt: skip
 
     async with task_group() as tg:
         for _ in range(workers):
@@ -314,6 +320,13 @@ def _write_error(exc: OSError, dest: Path) -> SSECTransferError:
     return LocalIOError(f"cannot write {dest}: {exc.strerror}")
 
 
+class _BrokenBody(Exception):
+    """The body ended before the range did; the rest of the range is fetched again."""
+
+
+RETRIED_BODY_ERRORS: tuple[type[BaseException], ...] = (_BrokenBody, *BODY_ERRORS)
+
+
 async def _fetch_range(
     client: Any,
     temp: _TempFile,
@@ -324,53 +337,63 @@ async def _fetch_range(
     ranged: bool,
     total: int,
     progress: ProgressCallback | None,
+    retry: RetryPolicy,
 ) -> int:
     """GET one range and stream it to its place in the file, WRITE_CHUNK bytes at a time;
-    return the range's CRC32C."""
+    return the range's CRC32C. A body that breaks midway is fetched again from where it broke
+    (bytes already written are kept), up to `retry.max_attempts` times."""
     ctx = ErrorContext("GetObject", pin["Bucket"], pin["Key"], part.number if ranged else None)
-    params = dict(pin)
-    if ranged and part.length > 0:
-        params["Range"] = part.http_range
-    try:
-        resp = await client.get_object(**params)
-    except Exception as exc:
-        if status_of(exc) in (400, 403):
-            diagnosed = await diagnose_key_failure(
-                client, ctx, key_sent=ssec is not None, version_id=pin.get("VersionId")
-            )
-            if diagnosed:
-                raise diagnosed from None
-        raise translate(exc, ctx, key_sent=ssec is not None) from exc
     received = 0
     crc = 0
-    async with resp["Body"] as body:
-        while received < part.length:
-            want = min(WRITE_CHUNK, part.length - received)
-            try:
-                chunk = await _read_exactly(body, want)
-            except Exception as exc:
-                raise translate(exc, ctx, key_sent=ssec is not None) from exc
-            if len(chunk) != want:
-                raise IntegrityError(
-                    f"expected {part.length} bytes, the body ended after {received + len(chunk)}",
-                    hint="rerun the download; nothing partial was kept",
-                    context=ctx,
+    attempt = 1
+    while True:
+        params = dict(pin)
+        if part.length > 0 and (ranged or received):
+            params["Range"] = f"bytes={part.offset + received}-{part.end - 1}"
+        try:
+            resp = await client.get_object(**params)
+        except Exception as exc:
+            if status_of(exc) in (400, 403):
+                diagnosed = await diagnose_key_failure(
+                    client, ctx, key_sent=ssec is not None, version_id=pin.get("VersionId")
                 )
-            try:
-                await anyio.to_thread.run_sync(temp.write_at, chunk, part.offset + received)
-            except OSError as exc:
-                raise _write_error(exc, temp.dest) from None
-            crc = crc32c(chunk, crc)
-            received += want
-            if progress:
-                progress(want, total)
-        if await body.read(1):
-            raise IntegrityError(
-                f"the server sent more than the {part.length} bytes asked for",
-                hint="rerun the download; nothing partial was kept",
-                context=ctx,
-            )
-    return crc
+                if diagnosed:
+                    raise diagnosed from None
+            raise translate(exc, ctx, key_sent=ssec is not None) from exc
+        try:
+            async with resp["Body"] as body:
+                while received < part.length:
+                    want = min(WRITE_CHUNK, part.length - received)
+                    chunk = await _read_exactly(body, want)
+                    if len(chunk) != want:
+                        raise _BrokenBody(
+                            f"the body ended after {received + len(chunk)} of {part.length} bytes"
+                        )
+                    try:
+                        await anyio.to_thread.run_sync(temp.write_at, chunk, part.offset + received)
+                    except OSError as exc:
+                        raise _write_error(exc, temp.dest) from None
+                    crc = crc32c(chunk, crc)
+                    received += want
+                    if progress:
+                        progress(want, total)
+                if await body.read(1):
+                    raise IntegrityError(
+                        f"the server sent more than the {part.length} bytes asked for",
+                        hint="rerun the download; nothing partial was kept",
+                        context=ctx,
+                    )
+            return crc
+        except RETRIED_BODY_ERRORS as exc:
+            if attempt >= retry.max_attempts:
+                raise TransferFailedError(
+                    f"the response body broke {attempt} times; last: {describe(exc)}",
+                    hint="check the network; rerun the download (nothing partial was kept)",
+                    context=ctx,
+                ) from exc
+            log.info("%s: body broke (%s); fetching the rest again", ctx.url, describe(exc))
+            await anyio.sleep(retry.delay(attempt))
+            attempt += 1
 
 
 async def _read_exactly(body: Any, size: int) -> bytes:

@@ -31,6 +31,7 @@ from ssec_transfer.ledger import Ledger
 from ssec_transfer.ledger import default_path as default_ledger_path
 from ssec_transfer.plan import MiB, check_part_size
 from ssec_transfer.results import ObjectInfo, TransferResult
+from ssec_transfer.retry import RetryPolicy
 from ssec_transfer.s3errors import translate
 from ssec_transfer.scheduler import Scheduler
 from ssec_transfer.upload import UploadOptions, upload_file
@@ -98,7 +99,10 @@ class TransferEngine:
         self._stack: AsyncExitStack | None = None
         self._client: Any = None
         self._checksum = ChecksumPolicy.from_mode(self.config.checksum)
-        self._verified_buckets: set[str] = set()  # where the server proved it checks checksums
+        self._verified_buckets: set[str] = set()
+        self.retry_policy = RetryPolicy(
+            max_attempts=self.settings.max_attempts
+        )  # where the server proved it checks checksums
         self._disrupted = False  # a transfer failed or was cancelled mid-request
 
     async def __aenter__(self) -> Self:
@@ -196,6 +200,7 @@ class TransferEngine:
             preferred_part_size=cfg.part_size or cfg.preferred_part_size,
             part_size=cfg.part_size,
             checksum=self._checksum,
+            retry=self.retry_policy,
         )
         with self._note_disruption():
             result = await upload_file(
@@ -257,6 +262,7 @@ class TransferEngine:
             concurrency=cfg.concurrency,
             part_size=cfg.part_size or cfg.preferred_part_size,
             multipart_threshold=cfg.multipart_threshold,
+            retry=self.retry_policy,
         )
         with self._note_disruption():
             result = await download_file(

@@ -46,6 +46,16 @@ def _error_fields(exc: bx.ClientError) -> tuple[str, str, int | None, str | None
     return str(error.get("Code", "")), str(error.get("Message", "")), status, request_id
 
 
+# What servers answer when the bytes of a request did not match its checksum.
+CORRUPTION_CODES = frozenset({"BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch"})
+
+
+def error_code(exc: BaseException) -> str | None:
+    if isinstance(exc, bx.ClientError):
+        return _error_fields(exc)[0]
+    return None
+
+
 def status_of(exc: BaseException) -> int | None:
     if isinstance(exc, bx.ClientError):
         return _error_fields(exc)[2]

@@ -16,7 +16,7 @@ import mimetypes
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +31,14 @@ from ssec_transfer.errors import (
     IntegrityError,
     LocalIOError,
     SSECTransferError,
+    TransferFailedError,
     UsageError,
 )
 from ssec_transfer.keys import SSECustomerKey
 from ssec_transfer.plan import MAX_SINGLE_PUT, Part, plan_upload
 from ssec_transfer.results import TransferResult
-from ssec_transfer.s3errors import translated
+from ssec_transfer.retry import BODY_ERRORS, RetryPolicy, describe
+from ssec_transfer.s3errors import CORRUPTION_CODES, error_code, translate, translated
 from ssec_transfer.scheduler import Scheduler
 from ssec_transfer.taskgroups import task_group
 
@@ -52,6 +54,7 @@ class UploadOptions:
     preferred_part_size: int
     part_size: int | None  # explicit --part-size, validated against the S3 limits
     checksum: ChecksumPolicy
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,24 +312,15 @@ async def _send_parts(
     async def send_parts(receive: ObjectReceiveStream[Part]) -> None:
         async with receive:
             async for part in receive:
-                ctx = ErrorContext("UploadPart", common["Bucket"], common["Key"], part.number)
                 async with scheduler.budget.reserve(2 * FILE_SLICE):
                     value, crcs[part.number] = await anyio.to_thread.run_sync(
                         _checksum_of_range, fd, part, source, algorithm
                     )
                     checksum = {algorithm.param: value} if algorithm and value else {}
-                    with translated(ctx, key_sent=True, writing=True):
-                        async with scheduler.request():
-                            resp = await client.upload_part(
-                                Body=FilePartBody(fd, part.offset, part.length),
-                                PartNumber=part.number,
-                                UploadId=upload_id,
-                                **checksum,
-                                **common,
-                            )
-                _check_echo(
-                    resp, algorithm, checksum.get(algorithm.param) if algorithm else None, ctx
-                )
+                    resp = await _send_part(
+                        client, fd, part, common, upload_id, checksum, algorithm, options,
+                        scheduler,
+                    )  # fmt: skip
                 completed[part.number] = {
                     "PartNumber": part.number,
                     "ETag": resp["ETag"],
@@ -341,6 +335,48 @@ async def _send_parts(
             tg.start_soon(send_parts, receive.clone())
         receive.close()
     return completed, crcs
+
+
+async def _send_part(
+    client: Any,
+    fd: int,
+    part: Part,
+    common: dict[str, Any],
+    upload_id: str,
+    checksum: dict[str, str],
+    algorithm: ChecksumAlgorithm | None,
+    options: UploadOptions,
+    scheduler: Scheduler,
+) -> dict[str, Any]:
+    """UploadPart, sent again (this part only) when the server says the bytes arrived
+    corrupted or the connection broke after botocore's own retries."""
+    ctx = ErrorContext("UploadPart", common["Bucket"], common["Key"], part.number)
+    attempt = 1
+    while True:
+        try:
+            async with scheduler.request():
+                resp: dict[str, Any] = await client.upload_part(
+                    Body=FilePartBody(fd, part.offset, part.length),
+                    PartNumber=part.number,
+                    UploadId=upload_id,
+                    **checksum,
+                    **common,
+                )
+            _check_echo(resp, algorithm, checksum.get(algorithm.param) if algorithm else None, ctx)
+            return resp
+        except Exception as exc:
+            corrupted = isinstance(exc, IntegrityError) or error_code(exc) in CORRUPTION_CODES
+            if not (corrupted or isinstance(exc, BODY_ERRORS)):
+                raise translate(exc, ctx, key_sent=True, writing=True) from exc
+            if attempt >= options.retry.max_attempts:
+                raise TransferFailedError(
+                    f"the part failed {attempt} times; last: {describe(exc)}",
+                    hint="check the network; rerun the upload",
+                    context=ctx,
+                ) from exc
+            log.info("%s part %d: %s; sending it again", ctx.url, part.number, describe(exc))
+            await anyio.sleep(options.retry.delay(attempt))
+            attempt += 1
 
 
 def _checksum_of_range(
