@@ -317,7 +317,8 @@ async def _already_there(engine: Any, job: TransferJob) -> bool:
     entry = await anyio.to_thread.run_sync(ledger.latest, engine.endpoint_url, job.bucket, job.key)
     if entry is None or entry.etag != info.etag or entry.size != info.size or not entry.checksum:
         return False
-    if entry.local_path == str(job.path) and entry.local_mtime_ns == local.st_mtime_ns:
+    here = await anyio.to_thread.run_sync(os.path.abspath, job.path)
+    if entry.local_path in (str(job.path), here) and entry.local_mtime_ns == local.st_mtime_ns:
         return True
     return bool(await anyio.to_thread.run_sync(_file_crc, job.path) == entry.checksum)
 

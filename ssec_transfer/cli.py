@@ -161,6 +161,13 @@ def _add_bulk(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--fail-fast", action="store_true", help="stop at the first failed file")
     g.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted multipart upload of the same file (finished parts are "
+        "not sent again; the same key is required), and keep finished parts if this run is "
+        "interrupted too; without it an interrupted upload is aborted",
+    )
+    g.add_argument(
         "--max-files",
         type=_positive_int,
         metavar="N",
@@ -400,6 +407,7 @@ def engine_for(args: argparse.Namespace) -> TransferEngine:
         ca_bundle=args.ca_bundle,
         config=config,
         ledger=ledger,
+        resume=getattr(args, "resume", False),
         settings=ConnectionSettings(retry_mode=args.retry_mode, max_attempts=args.max_attempts),
     )
 

@@ -26,6 +26,8 @@ from ssec_transfer.checksums import MODES, ChecksumPolicy
 from ssec_transfer.client import ConnectionSettings, open_client, refuse_plain_http
 from ssec_transfer.download import DownloadOptions, ProgressCallback, download_file, head_object
 from ssec_transfer.errors import ChecksumUnsupportedError, ErrorContext, UsageError
+from ssec_transfer.journal import Journal
+from ssec_transfer.journal import default_path as default_journal_path
 from ssec_transfer.keys import SSECustomerKey
 from ssec_transfer.ledger import Ledger
 from ssec_transfer.ledger import default_path as default_ledger_path
@@ -34,7 +36,7 @@ from ssec_transfer.results import ObjectInfo, TransferResult
 from ssec_transfer.retry import RetryPolicy
 from ssec_transfer.s3errors import translate
 from ssec_transfer.scheduler import Scheduler
-from ssec_transfer.upload import UploadOptions, upload_file
+from ssec_transfer.upload import Resumable, UploadOptions, upload_file
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,8 @@ class TransferEngine:
         config: TransferConfig | None = None,
         settings: ConnectionSettings | None = None,
         ledger: Ledger | Path | Literal["default"] | None = "default",
+        journal: Journal | Path | Literal["default"] | None = "default",
+        resume: bool = False,
     ) -> None:
         base = settings or ConnectionSettings()
         self.settings = replace(
@@ -93,6 +97,11 @@ class TransferEngine:
         # object. None turns that off (`--no-ledger`).
         self._ledger_choice = ledger
         self.ledger: Ledger | None = None
+        # Multipart progress is journaled so an interrupted run can be resumed (`resume=True`
+        # continues a matching one and keeps finished parts when interrupted again).
+        self._journal_choice = journal
+        self.journal: Journal | None = None
+        self.resume = resume
         self.scheduler = Scheduler(
             max_requests=self.config.concurrency, max_memory=self.config.max_memory
         )
@@ -107,6 +116,7 @@ class TransferEngine:
 
     async def __aenter__(self) -> Self:
         self.ledger = await self._open_ledger()
+        self.journal = await self._open_journal()
         stack = AsyncExitStack()
         try:
             self._client = await open_client(
@@ -135,6 +145,20 @@ class TransferEngine:
                 path,
                 exc,
             )
+            return None
+
+    async def _open_journal(self) -> Journal | None:
+        choice = self._journal_choice
+        if choice is None or isinstance(choice, Journal):
+            return choice
+        path = default_journal_path() if choice == "default" else Path(choice)
+        try:
+            return await anyio.to_thread.run_sync(Journal, path)
+        except (OSError, sqlite3.Error) as exc:
+            if self.resume:
+                raise UsageError(f"cannot open the resume journal {path}: {exc}") from exc
+            log.warning("cannot open the resume journal %s (%s): uploads cannot be resumed",
+                        path, exc)  # fmt: skip
             return None
 
     async def __aexit__(
@@ -201,6 +225,9 @@ class TransferEngine:
             part_size=cfg.part_size,
             checksum=self._checksum,
             retry=self.retry_policy,
+            resumable=Resumable(self.journal, self.endpoint_url, self.resume)
+            if self.journal is not None
+            else None,
         )
         with self._note_disruption():
             result = await upload_file(

@@ -19,6 +19,7 @@ class TransferResult:
     parts: int
     seconds: float
     checksum: str | None = None  # whole-object digest, `crc32c:BASE64`, computed by the client
+    resumed_parts: int = 0  # parts an interrupted earlier run had already sent
 
     @property
     def mib_per_s(self) -> float:

@@ -15,7 +15,7 @@ import logging
 import mimetypes
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,12 +33,14 @@ from ssec_transfer.errors import (
     SSECTransferError,
     TransferFailedError,
     UsageError,
+    WrongKeyError,
 )
+from ssec_transfer.journal import Journal, UploadEntry
 from ssec_transfer.keys import SSECustomerKey
-from ssec_transfer.plan import MAX_SINGLE_PUT, Part, plan_upload
+from ssec_transfer.plan import MAX_SINGLE_PUT, Part, plan_parts, plan_upload
 from ssec_transfer.results import TransferResult
 from ssec_transfer.retry import BODY_ERRORS, RetryPolicy, describe
-from ssec_transfer.s3errors import CORRUPTION_CODES, error_code, translate, translated
+from ssec_transfer.s3errors import CORRUPTION_CODES, error_code, status_of, translate, translated
 from ssec_transfer.scheduler import Scheduler
 from ssec_transfer.taskgroups import task_group
 
@@ -55,6 +57,17 @@ class UploadOptions:
     part_size: int | None  # explicit --part-size, validated against the S3 limits
     checksum: ChecksumPolicy
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    resumable: Resumable | None = None
+
+
+@dataclass(frozen=True)
+class Resumable:
+    """Where multipart progress is journaled, and whether this run resumes (`--resume`):
+    continue a matching interrupted upload, and keep the finished parts if interrupted."""
+
+    journal: Journal
+    endpoint: str
+    resume: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,11 +140,12 @@ async def upload_file(
     progress: ProgressCallback | None = None,
 ) -> TransferResult:
     started = time.perf_counter()
-    st = _stat_source(source)
+    st = await anyio.to_thread.run_sync(_stat_source, source)
+    source = await anyio.to_thread.run_sync(source.absolute)  # the journal's identity of it
     size = st.st_size
     content_type = mimetypes.guess_type(source.name)[0] or "application/octet-stream"
     common: dict[str, Any] = {"Bucket": bucket, "Key": key, **ssec.request_params()}
-    fd = _open_source(source)
+    fd = await anyio.to_thread.run_sync(_open_source, source)
     try:
         if size < options.multipart_threshold and size <= MAX_SINGLE_PUT:
             etag, version_id, crc = await _put_single(
@@ -145,20 +159,22 @@ async def upload_file(
                 scheduler,
                 progress,
             )
-            n_parts = 1
+            n_parts, resumed = 1, 0
         else:
             parts = plan_upload(
                 size, part_size=options.part_size, preferred=options.preferred_part_size
             )
             try:
-                etag, version_id, crc = await _put_multipart(
-                    client, fd, source, parts, common, content_type, options, scheduler, progress
-                )
+                etag, version_id, crc, resumed = await _put_multipart(
+                    client, fd, source, st, parts, common, content_type, options, scheduler,
+                    progress,
+                )  # fmt: skip
             except SSECTransferError:
-                _check_unchanged(source, st)  # a file that changed explains the failure best
+                # A file that changed explains the failure best.
+                await anyio.to_thread.run_sync(_check_unchanged, source, st)
                 raise
             n_parts = len(parts)
-        _check_unchanged(source, st)
+        await anyio.to_thread.run_sync(_check_unchanged, source, st)
     finally:
         os.close(fd)
     return TransferResult(
@@ -173,6 +189,7 @@ async def upload_file(
         parts=n_parts,
         seconds=time.perf_counter() - started,
         checksum=digest_text(crc),
+        resumed_parts=resumed,
     )
 
 
@@ -218,28 +235,68 @@ async def _put_multipart(
     client: Any,
     fd: int,
     source: Path,
+    st: os.stat_result,
     parts: list[Part],
     common: dict[str, Any],
     content_type: str,
     options: UploadOptions,
     scheduler: Scheduler,
     progress: ProgressCallback | None,
-) -> tuple[str | None, str | None, int]:
+) -> tuple[str | None, str | None, int, int]:
+    """Returns ETag, VersionId, whole-object CRC32C and how many parts an earlier,
+    interrupted run had already sent."""
     bucket, key = common["Bucket"], common["Key"]
     algorithm = options.checksum.algorithm
-    create_extra = {"ChecksumAlgorithm": algorithm.name} if algorithm else {}
-    with translated(
-        ErrorContext("CreateMultipartUpload", bucket, key), key_sent=True, writing=True
-    ):
-        async with scheduler.request():
-            created = await client.create_multipart_upload(
-                ContentType=content_type, **create_extra, **common
-            )
-    upload_id: str = created["UploadId"]
-    try:
-        completed, crcs = await _send_parts(
-            client, fd, source, parts, common, upload_id, options, scheduler, progress
+    resumable = options.resumable
+    journal_id: int | None = None
+    finished: dict[int, tuple[str, str | None, int]] = {}
+    upload_id: str | None = None
+    if resumable is not None:
+        upload_id, journal_id, finished, parts = await _resume_point(
+            client, source, st, parts, common, options, scheduler
         )
+    if upload_id is None:
+        create_extra = {"ChecksumAlgorithm": algorithm.name} if algorithm else {}
+        with translated(
+            ErrorContext("CreateMultipartUpload", bucket, key), key_sent=True, writing=True
+        ):
+            async with scheduler.request():
+                created = await client.create_multipart_upload(
+                    ContentType=content_type, **create_extra, **common
+                )
+        upload_id = created["UploadId"]
+        if resumable is not None:
+            journal_id = await anyio.to_thread.run_sync(
+                resumable.journal.start_upload,
+                UploadEntry(
+                    0, 0.0, resumable.endpoint, bucket, key, upload_id, str(source),
+                    st.st_size, st.st_mtime_ns, parts[0].length if len(parts) > 1 else
+                    max(parts[0].length, 1), common["SSECustomerKeyMD5"],
+                    algorithm.name if algorithm else None,
+                ),
+            )  # fmt: skip
+    assert upload_id is not None
+
+    async def on_part_done(number: int, etag: str, checksum: str | None, crc: int) -> None:
+        if resumable is not None and journal_id is not None:
+            await anyio.to_thread.run_sync(
+                resumable.journal.part_done, journal_id, number, etag, checksum, crc
+            )
+
+    try:
+        todo = [part for part in parts if part.number not in finished]
+        completed, crcs = await _send_parts(
+            client, fd, source, todo, common, upload_id, options, scheduler, progress,
+            on_part_done, already_done=sum(p.length for p in parts if p.number in finished),
+            total=parts[-1].end,
+        )  # fmt: skip
+        for number, (part_etag, part_checksum, part_crc) in finished.items():
+            completed[number] = {
+                "PartNumber": number,
+                "ETag": part_etag,
+                **({algorithm.param: part_checksum} if algorithm and part_checksum else {}),
+            }
+            crcs[number] = part_crc
         with translated(
             ErrorContext("CompleteMultipartUpload", bucket, key), key_sent=True, writing=True
         ):
@@ -250,16 +307,99 @@ async def _put_multipart(
                     **common,
                 )
     except BaseException:
+        if resumable is not None and resumable.resume:
+            log.warning(
+                "upload of s3://%s/%s interrupted; %s; run the same command with --resume to "
+                "continue, or `ssec-transfer cleanup s3://%s/%s` to abandon it",
+                bucket, key, "finished parts are kept", bucket, key,
+            )  # fmt: skip
+            raise
         with anyio.move_on_after(ABORT_TIMEOUT, shield=True):
             await abort_quietly(client, bucket, key, upload_id)
+            if resumable is not None and journal_id is not None:
+                await anyio.to_thread.run_sync(resumable.journal.forget_upload, journal_id)
         raise
+    if resumable is not None and journal_id is not None:
+        await anyio.to_thread.run_sync(resumable.journal.forget_upload, journal_id)
     etag, version_id = done.get("ETag") or None, done.get("VersionId")
     if etag is None:  # Ceph RGW answers CompleteMultipartUpload with an empty ETag
         with translated(ErrorContext("HeadObject", bucket, key), key_sent=True):
             head = await client.head_object(**common)
         etag, version_id = head.get("ETag"), head.get("VersionId", version_id)
     crc = combine_parts((crcs[part.number], part.length) for part in parts)
-    return etag, version_id, crc
+    return etag, version_id, crc, len(finished)
+
+
+async def _resume_point(
+    client: Any,
+    source: Path,
+    st: os.stat_result,
+    parts: list[Part],
+    common: dict[str, Any],
+    options: UploadOptions,
+    scheduler: Scheduler,
+) -> tuple[str | None, int | None, dict[int, tuple[str, str | None, int]], list[Part]]:
+    """Find an interrupted upload of this very file and reconcile it with the server.
+
+    Returns its UploadId, journal row, the parts the server holds that the journal vouches
+    for, and the plan (the interrupted upload's part size wins). Nothing is sent before the
+    key is checked against the journal's fingerprint.
+    """
+    resumable = options.resumable
+    assert resumable is not None
+    bucket, key = common["Bucket"], common["Key"]
+    entry = await anyio.to_thread.run_sync(
+        resumable.journal.find_upload,
+        resumable.endpoint, bucket, key, str(source), st.st_size, st.st_mtime_ns,
+    )  # fmt: skip
+    if entry is None:
+        return None, None, {}, parts
+    if not resumable.resume:
+        log.warning(
+            "an interrupted upload of %s to s3://%s/%s exists (UploadId %s); this run starts "
+            "a new one; use --resume to continue it, or `ssec-transfer cleanup` to remove it",
+            source, bucket, key, entry.upload_id,
+        )  # fmt: skip
+        return None, None, {}, parts
+    ctx = ErrorContext("resume", bucket, key)
+    if entry.key_fingerprint != common["SSECustomerKeyMD5"]:
+        raise WrongKeyError(
+            f"the interrupted upload was encrypted with key {entry.key_fingerprint}; resuming "
+            "needs the same key (one object, one key)",
+            hint="pass the key file used for the first run, or start over without --resume",
+            context=ctx,
+        )
+    parts = plan_parts(st.st_size, entry.part_size)
+    server: dict[int, tuple[str, int]] = {}
+    try:
+        paginator = client.get_paginator("list_parts")
+        async for page in paginator.paginate(
+            Bucket=bucket, Key=key, UploadId=entry.upload_id,
+            SSECustomerAlgorithm=common["SSECustomerAlgorithm"],
+            SSECustomerKey=common["SSECustomerKey"],
+            SSECustomerKeyMD5=common["SSECustomerKeyMD5"],
+        ):  # fmt: skip
+            for p in page.get("Parts", []):
+                server[int(p["PartNumber"])] = (str(p["ETag"]), int(p["Size"]))
+    except Exception as exc:
+        if error_code(exc) == "NoSuchUpload" or status_of(exc) == 404:
+            log.warning("the interrupted upload %s is gone from the server; starting over",
+                        entry.upload_id)  # fmt: skip
+            await anyio.to_thread.run_sync(resumable.journal.forget_upload, entry.id)
+            return None, None, {}, parts
+        raise translate(exc, ErrorContext("ListParts", bucket, key), key_sent=True) from exc
+    journaled = await anyio.to_thread.run_sync(resumable.journal.upload_parts, entry.id)
+    sizes = {part.number: part.length for part in parts}
+    finished = {
+        number: record
+        for number, record in journaled.items()
+        if number in server
+        and server[number][0].strip('"') == record[0].strip('"')
+        and server[number][1] == sizes.get(number)
+    }
+    log.info("resuming upload %s: %d of %d parts already on the server",
+             entry.upload_id, len(finished), len(parts))  # fmt: skip
+    return entry.upload_id, entry.id, finished, parts
 
 
 async def abort_quietly(client: Any, bucket: str, key: str, upload_id: str) -> None:
@@ -287,8 +427,12 @@ async def _send_parts(
     options: UploadOptions,
     scheduler: Scheduler,
     progress: ProgressCallback | None,
+    on_part_done: Callable[[int, str, str | None, int], Awaitable[None]],
+    *,
+    already_done: int,
+    total: int,
 ) -> tuple[dict[int, dict[str, Any]], dict[int, int]]:
-    """Send every part straight from the file; return CompleteMultipartUpload's part list
+    """Send these parts straight from the file; return CompleteMultipartUpload's part list
     and each part's CRC32C, both keyed by part number.
 
     Parts are never held in memory whole: each request streams its byte range slice by slice
@@ -298,9 +442,8 @@ async def _send_parts(
     completed: dict[int, dict[str, Any]] = {}
     crcs: dict[int, int] = {}
     algorithm = options.checksum.algorithm
-    total = parts[-1].end
     if progress:
-        progress(0, total)
+        progress(already_done, total)
     workers = max(1, min(options.concurrency, len(parts)))
     send, receive = anyio.create_memory_object_stream[Part](max_buffer_size=workers)
 
@@ -326,6 +469,7 @@ async def _send_parts(
                     "ETag": resp["ETag"],
                     **checksum,
                 }
+                await on_part_done(part.number, resp["ETag"], value, crcs[part.number])
                 if progress:
                     progress(part.length, total)
 

@@ -53,6 +53,7 @@ def server_env(s3_server: ServerInfo, tmp_path_factory: pytest.TempPathFactory) 
     state = tmp_path_factory.mktemp("xdg")
     env["XDG_DATA_HOME"] = str(state / "data")
     env["XDG_CACHE_HOME"] = str(state / "cache")
+    env["XDG_STATE_HOME"] = str(state / "state")
     return env
 
 
