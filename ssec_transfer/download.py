@@ -14,7 +14,7 @@ import errno
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from ssec_transfer.errors import (
     UnexpectedKeyError,
     UsageError,
 )
+from ssec_transfer.journal import DownloadEntry, Resumable
 from ssec_transfer.keys import SSECustomerKey
 from ssec_transfer.plan import Part, plan_parts
 from ssec_transfer.results import ObjectInfo, TransferResult
@@ -54,6 +55,7 @@ class DownloadOptions:
     part_size: int  # size of each ranged GET
     multipart_threshold: int  # objects up to this size are fetched with one GET
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    resumable: Resumable | None = None
 
 
 def first_fingerprint(value: str | None) -> str | None:
@@ -151,11 +153,21 @@ def _default_file_mode() -> int:
 class _TempFile:
     """A file beside DEST that becomes DEST only by an atomic rename."""
 
-    def __init__(self, dest: Path) -> None:
+    def __init__(self, dest: Path, reuse: Path | None = None) -> None:
+        """A new temporary file, or `reuse` (an interrupted download's) when it still exists."""
         self.dest = dest
         parent = dest.parent if str(dest.parent) else Path(".")
         if not parent.is_dir():
             raise UsageError(f"destination folder {parent} does not exist")
+        self.reused = False
+        if reuse is not None:
+            try:
+                self.fd = os.open(reuse, os.O_WRONLY)
+            except OSError:
+                pass
+            else:
+                self.path, self.reused = reuse, True
+                return
         self.path = parent / f".{dest.name}.ssec-transfer-{os.getpid()}-{time.monotonic_ns()}"
         try:
             self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -198,6 +210,12 @@ class _TempFile:
         finally:
             os.close(dir_fd)
 
+    def close(self) -> None:
+        """Keep the file (for a later --resume) but release it."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
     def discard(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
@@ -235,9 +253,44 @@ async def download_file(
     else:
         parts = plan_parts(info.size, options.part_size)
 
-    temp = await anyio.to_thread.run_sync(_TempFile, target)
+    resumable = options.resumable
+    journal_id: int | None = None
+    finished: dict[int, int] = {}
+    reuse: Path | None = None
+    if resumable is not None and len(parts) > 1:
+        target = await anyio.to_thread.run_sync(target.absolute)
+        entry = await anyio.to_thread.run_sync(
+            resumable.journal.find_download, resumable.endpoint, bucket, key, str(target)
+        )
+        same_object = (
+            entry is not None
+            and (entry.etag, entry.size, entry.part_size)
+            == (info.etag, info.size, options.part_size)
+            and entry.version_id == info.version_id
+        )
+        if entry is not None and resumable.resume and same_object:
+            reuse = Path(entry.temp)
+            journal_id = entry.id
+            finished = await anyio.to_thread.run_sync(resumable.journal.download_parts, entry.id)
+    temp = await anyio.to_thread.run_sync(_TempFile, target, reuse)
+    if resumable is not None and len(parts) > 1 and not temp.reused:
+        finished = {}
+        journal_id = await anyio.to_thread.run_sync(
+            resumable.journal.start_download,
+            DownloadEntry(
+                0, 0.0, resumable.endpoint, bucket, key, info.version_id, info.etag, info.size,
+                options.part_size, str(target), str(temp.path),
+                ssec.fingerprint if ssec else None,
+            ),
+        )  # fmt: skip
+
+    async def on_range_done(number: int, crc: int) -> None:
+        if resumable is not None and journal_id is not None:
+            await anyio.to_thread.run_sync(resumable.journal.range_done, journal_id, number, crc)
+
     try:
-        await anyio.to_thread.run_sync(temp.allocate, info.size)
+        if not temp.reused:
+            await anyio.to_thread.run_sync(temp.allocate, info.size)
         crc = await _fetch_parts(
             client,
             temp,
@@ -248,12 +301,26 @@ async def download_file(
             options=options,
             scheduler=scheduler,
             progress=progress,
+            finished=finished,
+            on_range_done=on_range_done,
         )
         await anyio.to_thread.run_sync(temp.commit)
     except BaseException:
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(temp.discard)
+            if resumable is not None and resumable.resume and journal_id is not None:
+                await anyio.to_thread.run_sync(temp.close)
+                log.warning(
+                    "download of s3://%s/%s interrupted; finished ranges are kept in %s; run "
+                    "the same command with --resume to continue",
+                    bucket, key, temp.path,
+                )  # fmt: skip
+            else:
+                await anyio.to_thread.run_sync(temp.discard)
+                if resumable is not None and journal_id is not None:
+                    await anyio.to_thread.run_sync(resumable.journal.forget_download, journal_id)
         raise
+    if resumable is not None and journal_id is not None:
+        await anyio.to_thread.run_sync(resumable.journal.forget_download, journal_id)
     return TransferResult(
         operation="download",
         bucket=bucket,
@@ -266,6 +333,7 @@ async def download_file(
         parts=len(parts),
         seconds=time.perf_counter() - started,
         checksum=digest_text(crc),
+        resumed_parts=len(finished),
     )
 
 
@@ -280,16 +348,20 @@ async def _fetch_parts(
     options: DownloadOptions,
     scheduler: Scheduler,
     progress: ProgressCallback | None,
+    finished: dict[int, int],
+    on_range_done: Callable[[int, int], Awaitable[None]],
 ) -> int:
-    """Fetch every range into the file; return the CRC32C of the whole object."""
-    crcs: dict[int, int] = {}
+    """Fetch every range not yet `finished` (number -> CRC32C) into the file; return the
+    CRC32C of the whole object."""
+    crcs: dict[int, int] = dict(finished)
     total = parts[-1].end
     if progress:
-        progress(0, total)
-    workers = max(1, min(options.concurrency, len(parts)))
-    send, receive = anyio.create_memory_object_stream[Part](max_buffer_size=len(parts))
+        progress(sum(p.length for p in parts if p.number in finished), total)
+    parts_left = [part for part in parts if part.number not in finished]
+    workers = max(1, min(options.concurrency, len(parts_left)))
+    send, receive = anyio.create_memory_object_stream[Part](max_buffer_size=len(parts_left))
     with send:
-        for part in parts:
+        for part in parts_left:
             send.send_nowait(part)
 
     async def fetch(receive: ObjectReceiveStream[Part]) -> None:
@@ -303,6 +375,7 @@ async def _fetch_parts(
                         client, temp, part, pin, ssec,
                         ranged=ranged, total=total, progress=progress, retry=options.retry,
                     )  # fmt: skip
+                await on_range_done(part.number, crcs[part.number])
 
     async with task_group() as tg:
         for _ in range(workers):

@@ -26,7 +26,7 @@ from ssec_transfer.checksums import MODES, ChecksumPolicy
 from ssec_transfer.client import ConnectionSettings, open_client, refuse_plain_http
 from ssec_transfer.download import DownloadOptions, ProgressCallback, download_file, head_object
 from ssec_transfer.errors import ChecksumUnsupportedError, ErrorContext, UsageError
-from ssec_transfer.journal import Journal
+from ssec_transfer.journal import Journal, Resumable
 from ssec_transfer.journal import default_path as default_journal_path
 from ssec_transfer.keys import SSECustomerKey
 from ssec_transfer.ledger import Ledger
@@ -36,7 +36,7 @@ from ssec_transfer.results import ObjectInfo, TransferResult
 from ssec_transfer.retry import RetryPolicy
 from ssec_transfer.s3errors import translate
 from ssec_transfer.scheduler import Scheduler
-from ssec_transfer.upload import Resumable, UploadOptions, upload_file
+from ssec_transfer.upload import UploadOptions, upload_file
 
 log = logging.getLogger(__name__)
 
@@ -225,9 +225,7 @@ class TransferEngine:
             part_size=cfg.part_size,
             checksum=self._checksum,
             retry=self.retry_policy,
-            resumable=Resumable(self.journal, self.endpoint_url, self.resume)
-            if self.journal is not None
-            else None,
+            resumable=self._resumable(),
         )
         with self._note_disruption():
             result = await upload_file(
@@ -242,6 +240,11 @@ class TransferEngine:
             )
         await self._record(result)
         return result
+
+    def _resumable(self) -> Resumable | None:
+        if self.journal is None:
+            return None
+        return Resumable(self.journal, self.endpoint_url, self.resume)
 
     async def _record(self, result: TransferResult) -> None:
         if self.ledger is not None:
@@ -290,6 +293,7 @@ class TransferEngine:
             part_size=cfg.part_size or cfg.preferred_part_size,
             multipart_threshold=cfg.multipart_threshold,
             retry=self.retry_policy,
+            resumable=self._resumable(),
         )
         with self._note_disruption():
             result = await download_file(

@@ -91,6 +91,16 @@ class DownloadEntry:
     key_fingerprint: str | None
 
 
+@dataclass(frozen=True)
+class Resumable:
+    """Where transfer progress is journaled, and whether this run resumes (`--resume`):
+    continue a matching interrupted transfer, and keep what is finished if interrupted."""
+
+    journal: Journal
+    endpoint: str
+    resume: bool
+
+
 class Journal:
     """Blocking SQLite access; call it from a worker thread inside async code."""
 

@@ -35,7 +35,7 @@ from ssec_transfer.errors import (
     UsageError,
     WrongKeyError,
 )
-from ssec_transfer.journal import Journal, UploadEntry
+from ssec_transfer.journal import Resumable, UploadEntry
 from ssec_transfer.keys import SSECustomerKey
 from ssec_transfer.plan import MAX_SINGLE_PUT, Part, plan_parts, plan_upload
 from ssec_transfer.results import TransferResult
@@ -58,16 +58,6 @@ class UploadOptions:
     checksum: ChecksumPolicy
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     resumable: Resumable | None = None
-
-
-@dataclass(frozen=True)
-class Resumable:
-    """Where multipart progress is journaled, and whether this run resumes (`--resume`):
-    continue a matching interrupted upload, and keep the finished parts if interrupted."""
-
-    journal: Journal
-    endpoint: str
-    resume: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,3 +110,36 @@ def test_ctrl_c_with_resume_keeps_parts_then_finishes(
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["resumed_parts"] >= 1
     assert admin.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_interrupted_download_resumes_from_written_ranges(
+    tmp_path: Path, bucket: str, server_env: dict[str, str], key_file
+) -> None:  # type: ignore[no-untyped-def]
+    key_path, _ = key_file
+    src = random_file(tmp_path / "src.bin", 100 * MiB)
+    url = f"s3://{bucket}/src.bin"
+    put = run_cli("put", src, url, "--key-file", key_path, env=server_env)
+    assert put.returncode == 0, put.stderr
+    out = tmp_path / "out" / "copy.bin"
+    out.parent.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ssec_transfer", "get", url, str(out), "--key-file",
+         str(key_path), "--part-size", "5MiB", "--concurrency", "1", "--resume"],
+        env=server_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not [p for p in out.parent.iterdir() if p.name.startswith(".copy.bin")]:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    time.sleep(0.4)  # some ranges written
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    assert not out.exists()  # DEST only ever appears complete
+
+    again = run_cli("get", url, out, "--key-file", key_path, "--part-size", "5MiB", "--resume",
+                    "--json", env=server_env)  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["resumed_parts"] >= 1
+    assert filecmp.cmp(src, out, shallow=False)
+    assert [p.name for p in out.parent.iterdir()] == ["copy.bin"]  # no temporary file left
