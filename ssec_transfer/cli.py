@@ -20,7 +20,7 @@ from typing import Any, Literal, NoReturn
 
 import anyio
 
-from ssec_transfer import __version__
+from ssec_transfer import __version__, watch
 from ssec_transfer.bulk import (
     JobOutcome,
     TransferJob,
@@ -319,6 +319,24 @@ def build_parser() -> argparse.ArgumentParser:
         "Refuses to overwrite an existing file: losing a key loses every object it protects.",
     )
     keygen.add_argument("path", metavar="PATH")
+
+    watch_cmd = command(
+        "watch",
+        "ingestion: upload each new file in a folder once it is complete",
+        "Watch DIR and upload every new file, once, when it is complete (its size and mtime "
+        "unchanged for --settle seconds, or a marker file NAME.SUFFIX exists), to "
+        "s3://BUCKET/PREFIX/ + its relative path. A state file remembers what was sent, so "
+        "a restart sends nothing twice. Optionally delete or move each local file after the "
+        "upload is verified. Ctrl-C or SIGTERM stops polling and lets in-flight uploads "
+        "finish (up to --drain-timeout); a second Ctrl-C aborts them.\n\n"
+        "  ssec-transfer watch /data/outbox s3://bucket/l1/ --key-file sse-c.key \\\n"
+        "      --include '*.nc' --on-success move:/data/sent --json",
+    )
+    watch.add_arguments(watch_cmd)
+    _add_key(watch_cmd, required=True)
+    _add_connection(watch_cmd)
+    _add_tuning(watch_cmd)
+    _add_output(watch_cmd)
 
     doctor = command(
         "doctor",
@@ -629,6 +647,24 @@ def cmd_server(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_watch(args: argparse.Namespace) -> int:
+    key = _require_key(load_key(args), "watch")
+    config = watch.config_from_args(args)
+
+    def show(event: watch.WatchEvent) -> None:
+        if args.json:
+            _print_json(event.to_dict())
+        else:
+            detail = f": {event.error}" if event.error else ""
+            print(f"{event.status} {event.path}{detail}", file=sys.stderr)
+
+    async with engine_for(args) as engine:
+        summary = await watch.run_watch_until_signal(engine, config, key, on_result=show)
+    if args.json:
+        _print_json({"status": "summary", **summary.to_dict()})
+    return 0
+
+
 async def cmd_doctor(args: argparse.Namespace) -> int:
     from ssec_transfer.doctor import as_json, render_table, run_doctor
 
@@ -660,6 +696,7 @@ _ASYNC: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
     "head": cmd_head,
     "demo": cmd_demo,
     "doctor": cmd_doctor,
+    "watch": cmd_watch,
 }
 _SYNC: dict[str, Callable[[argparse.Namespace], int]] = {
     "keygen": cmd_keygen,
