@@ -338,6 +338,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tuning(watch_cmd)
     _add_output(watch_cmd)
 
+    clean = command(
+        "cleanup",
+        "list or remove abandoned multipart uploads and interrupted downloads",
+        "Find multipart uploads under s3://BUCKET[/PREFIX] that were never completed (they "
+        "cost storage and do not show in listings) and interrupted downloads in the local "
+        "journal; abort/remove them, or only list them with --dry-run. Uploads the local "
+        "journal knows are marked resumable: `put --resume` could still finish them.\n\n"
+        "  ssec-transfer cleanup s3://bucket/products/ --dry-run\n"
+        "  ssec-transfer cleanup s3://bucket --older-than 86400",
+    )
+    clean.add_argument("target", metavar="s3://BUCKET[/PREFIX]")
+    clean.add_argument("--dry-run", action="store_true", help="list, remove nothing")
+    clean.add_argument(
+        "--older-than",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="only leftovers started this long ago (spares uploads still running elsewhere)",
+    )
+    clean.add_argument("--json", action="store_true", help="one JSON line per leftover")
+    _add_connection(clean)
+
     doctor = command(
         "doctor",
         "probe what an endpoint does with SSE-C (paste the output into bug reports)",
@@ -665,6 +687,32 @@ async def cmd_watch(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_cleanup(args: argparse.Namespace) -> int:
+    from ssec_transfer.cleanup import cleanup
+
+    url = parse_s3_url(args.target)
+    async with engine_for(args) as engine:
+        found = await cleanup(
+            engine.client,
+            engine.endpoint_url,
+            engine.journal,
+            url.bucket,
+            url.key,
+            dry_run=args.dry_run,
+            older_than=args.older_than,
+        )
+    for item in found:
+        if args.json:
+            _print_json(item.to_dict())
+        else:
+            action = "removed" if item.removed else "found"
+            note = " (resumable with put --resume)" if item.resumable and not item.removed else ""
+            print(f"{action} {item.kind} s3://{item.bucket}/{item.key} {item.detail}{note}")
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"{verb} {len(found)} leftover(s)", file=sys.stderr)
+    return 0
+
+
 async def cmd_doctor(args: argparse.Namespace) -> int:
     from ssec_transfer.doctor import as_json, render_table, run_doctor
 
@@ -697,6 +745,7 @@ _ASYNC: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
     "demo": cmd_demo,
     "doctor": cmd_doctor,
     "watch": cmd_watch,
+    "cleanup": cmd_cleanup,
 }
 _SYNC: dict[str, Callable[[argparse.Namespace], int]] = {
     "keygen": cmd_keygen,
