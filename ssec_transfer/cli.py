@@ -36,6 +36,7 @@ from ssec_transfer.errors import KeyFileError, SSECTransferError, UsageError
 from ssec_transfer.keys import ARGV_HINT, SSECustomerKey
 from ssec_transfer.progress import BulkProgress, ProgressBar
 from ssec_transfer.s3url import parse_s3_url
+from ssec_transfer.taskgroups import in_child_task
 from ssec_transfer.units import parse_size
 
 log = logging.getLogger("ssec_transfer")
@@ -774,7 +775,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _SYNC[args.command](args)
 
         async def run() -> int:
-            return await _ASYNC[args.command](args)
+            return await in_child_task(lambda: _ASYNC[args.command](args))
 
         return anyio.run(run)
     except SSECTransferError as exc:
@@ -783,7 +784,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ssec-transfer: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("ssec-transfer: interrupted; nothing partial was kept", file=sys.stderr)
+        if getattr(args, "resume", False):
+            print("ssec-transfer: interrupted; finished parts are kept: run the same command "
+                  "again with --resume to continue", file=sys.stderr)  # fmt: skip
+        else:
+            print("ssec-transfer: interrupted; nothing partial was kept", file=sys.stderr)
         return 130
 
 

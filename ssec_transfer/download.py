@@ -272,23 +272,26 @@ async def download_file(
             reuse = Path(entry.temp)
             journal_id = entry.id
             finished = await anyio.to_thread.run_sync(resumable.journal.download_parts, entry.id)
-    temp = await anyio.to_thread.run_sync(_TempFile, target, reuse)
-    if resumable is not None and len(parts) > 1 and not temp.reused:
-        finished = {}
-        journal_id = await anyio.to_thread.run_sync(
-            resumable.journal.start_download,
-            DownloadEntry(
-                0, 0.0, resumable.endpoint, bucket, key, info.version_id, info.etag, info.size,
-                options.part_size, str(target), str(temp.path),
-                ssec.fingerprint if ssec else None,
-            ),
-        )  # fmt: skip
+    # Shielded: a temporary file (and its journal row) created must be known, to be removed.
+    with anyio.CancelScope(shield=True):
+        temp = await anyio.to_thread.run_sync(_TempFile, target, reuse)
+        if resumable is not None and len(parts) > 1 and not temp.reused:
+            finished = {}
+            journal_id = await anyio.to_thread.run_sync(
+                resumable.journal.start_download,
+                DownloadEntry(
+                    0, 0.0, resumable.endpoint, bucket, key, info.version_id, info.etag,
+                    info.size, options.part_size, str(target), str(temp.path),
+                    ssec.fingerprint if ssec else None,
+                ),
+            )  # fmt: skip
 
     async def on_range_done(number: int, crc: int) -> None:
         if resumable is not None and journal_id is not None:
             await anyio.to_thread.run_sync(resumable.journal.range_done, journal_id, number, crc)
 
     try:
+        await anyio.lowlevel.checkpoint()  # a cancellation held back by the shield lands here
         if not temp.reused:
             await anyio.to_thread.run_sync(temp.allocate, info.size)
         crc = await _fetch_parts(

@@ -11,6 +11,7 @@ from ssec_transfer.download import ProgressCallback
 from ssec_transfer.engine import TransferEngine
 from ssec_transfer.keys import SSECustomerKey
 from ssec_transfer.results import ObjectInfo, TransferResult
+from ssec_transfer.taskgroups import in_child_task
 
 
 def upload(
@@ -26,7 +27,7 @@ def upload(
         async with TransferEngine(**engine_options) as engine:
             return await engine.upload(source, bucket, key, sse_key=sse_key, progress=progress)
 
-    return anyio.run(run)
+    return anyio.run(in_child_task, run)
 
 
 def download(
@@ -45,7 +46,7 @@ def download(
                 bucket, key, dest, sse_key=sse_key, version_id=version_id, progress=progress
             )
 
-    return anyio.run(run)
+    return anyio.run(in_child_task, run)
 
 
 def head(
@@ -60,4 +61,4 @@ def head(
         async with TransferEngine(**engine_options) as engine:
             return await engine.head(bucket, key, sse_key=sse_key, version_id=version_id)
 
-    return anyio.run(run)
+    return anyio.run(in_child_task, run)

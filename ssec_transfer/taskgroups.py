@@ -7,8 +7,9 @@ clear error, so the group is unwrapped to its most meaningful member.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 import anyio
 from anyio.abc import TaskGroup
@@ -42,3 +43,23 @@ async def task_group() -> AsyncIterator[TaskGroup]:
             yield tg
     except BaseExceptionGroup as group:
         raise most_meaningful(group) from None
+
+
+T = TypeVar("T")
+
+
+async def in_child_task(work: Callable[[], Awaitable[T]]) -> T:
+    """Run `work` in a child task of a task group.
+
+    Ctrl-C cancels the main task natively (asyncio.Runner), which would reach straight into
+    shielded cleanups running in it; a task group turns it into a cancel scope, which shields
+    respect, so aborts and temporary-file removal always finish.
+    """
+    results: list[T] = []
+
+    async def child() -> None:
+        results.append(await work())
+
+    async with task_group() as tg:
+        tg.start_soon(child)
+    return results[0]

@@ -250,21 +250,14 @@ async def _put_multipart(
         with translated(
             ErrorContext("CreateMultipartUpload", bucket, key), key_sent=True, writing=True
         ):
+            # Shielded: once the server has created the upload we must learn its id, or a
+            # Ctrl-C arriving now would leave an upload nobody can abort.
             async with scheduler.request():
-                created = await client.create_multipart_upload(
-                    ContentType=content_type, **create_extra, **common
-                )
+                with anyio.CancelScope(shield=True):
+                    created = await client.create_multipart_upload(
+                        ContentType=content_type, **create_extra, **common
+                    )
         upload_id = created["UploadId"]
-        if resumable is not None:
-            journal_id = await anyio.to_thread.run_sync(
-                resumable.journal.start_upload,
-                UploadEntry(
-                    0, 0.0, resumable.endpoint, bucket, key, upload_id, str(source),
-                    st.st_size, st.st_mtime_ns, parts[0].length if len(parts) > 1 else
-                    max(parts[0].length, 1), common["SSECustomerKeyMD5"],
-                    algorithm.name if algorithm else None,
-                ),
-            )  # fmt: skip
     assert upload_id is not None
 
     async def on_part_done(number: int, etag: str, checksum: str | None, crc: int) -> None:
@@ -274,6 +267,17 @@ async def _put_multipart(
             )
 
     try:
+        await anyio.lowlevel.checkpoint()  # a cancellation held back by the shield lands here
+        if resumable is not None and journal_id is None:
+            journal_id = await anyio.to_thread.run_sync(
+                resumable.journal.start_upload,
+                UploadEntry(
+                    0, 0.0, resumable.endpoint, bucket, key, upload_id, str(source),
+                    st.st_size, st.st_mtime_ns, parts[0].length if len(parts) > 1 else
+                    max(parts[0].length, 1), common["SSECustomerKeyMD5"],
+                    algorithm.name if algorithm else None,
+                ),
+            )  # fmt: skip
         todo = [part for part in parts if part.number not in finished]
         completed, crcs = await _send_parts(
             client, fd, source, todo, common, upload_id, options, scheduler, progress,

@@ -102,6 +102,10 @@ def bucket(admin) -> Iterator[str]:  # type: ignore[no-untyped-def]
     for page in admin.get_paginator("list_objects_v2").paginate(Bucket=name):
         for obj in page.get("Contents", []):
             admin.delete_object(Bucket=name, Key=obj["Key"])
+    # Versioned buckets keep every version and delete marker until each is deleted by id.
+    for page in admin.get_paginator("list_object_versions").paginate(Bucket=name):
+        for version in page.get("Versions", []) + page.get("DeleteMarkers", []):
+            admin.delete_object(Bucket=name, Key=version["Key"], VersionId=version["VersionId"])
     admin.delete_bucket(Bucket=name)
 
 
