@@ -31,6 +31,7 @@ from ssec_transfer.bulk import (
 )
 from ssec_transfer.checksums import MODES
 from ssec_transfer.client import ConnectionSettings
+from ssec_transfer.copy import CopyOutcome
 from ssec_transfer.engine import TransferConfig, TransferEngine
 from ssec_transfer.errors import KeyFileError, SSECTransferError, UsageError
 from ssec_transfer.keys import ARGV_HINT, SSECustomerKey
@@ -180,6 +181,16 @@ def _add_bulk(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-ledger", action="store_true", help="do not record transfers in the ledger")
 
 
+def _add_via(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--via",
+        choices=("auto", "server", "stream"),
+        default="auto",
+        help="server: server-side copy only; stream: through this machine; auto (default): "
+        "server-side, falling back to streaming where the server refuses",
+    )
+
+
 def _add_output(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("output")
     g.add_argument("--json", action="store_true", help="print one JSON result line on stdout")
@@ -320,6 +331,71 @@ def build_parser() -> argparse.ArgumentParser:
         "Refuses to overwrite an existing file: losing a key loses every object it protects.",
     )
     keygen.add_argument("path", metavar="PATH")
+
+    cp = command(
+        "cp",
+        "copy objects between names or buckets, changing or keeping their keys",
+        "Copy s3://SRC to s3://DST on the server (CopyObject, or parallel UploadPartCopy for "
+        "large objects), re-encrypting from the source key to the target key; where the server "
+        "refuses (Ceph 16: 501 for SSE-C sources) the data streams through this machine in "
+        "bounded memory instead. Either side may be plain. The copy is read back and its "
+        "CRC32C compared with the source before success is reported.\n\n"
+        "  ssec-transfer cp s3://a/x.nc s3://b/x.nc --source-key-file old.key --key-file new.key",
+    )
+    cp.add_argument("source", metavar="s3://SRC")
+    cp.add_argument("target", metavar="s3://DST")
+    cp.add_argument("--version-id", help="copy this version of the source")
+    cp.add_argument("--recursive", action="store_true", help="every object under SRC/")
+    _add_via(cp)
+    src_keys = cp.add_argument_group("source key (for an SSE-C source)")
+    sm = src_keys.add_mutually_exclusive_group()
+    sm.add_argument("--source-key-file", metavar="PATH", help="the source object's key file")
+    sm.add_argument("--source-key-env", metavar="NAME", help="variable with its base64 key")
+    _add_key(cp, required=False)
+    _add_connection(cp)
+    _add_tuning(cp)
+    _add_output(cp)
+
+    rotate = command(
+        "rotate",
+        "re-encrypt objects in place under a new key",
+        "Replace the key of s3://BUCKET/KEY: the object is copied onto itself under the new "
+        "key (server-side where possible, else streamed), verified by reading it back, and only "
+        "then does the old key stop working. Until then the old object stays intact; on failure "
+        "nothing changes. On versioned buckets old versions stay unless --delete-old-versions.\n\n"
+        "  ssec-transfer rotate s3://bucket/x.nc --key-file old.key --new-key-file new.key",
+    )
+    rotate.add_argument("target", metavar="s3://BUCKET/KEY")
+    rotate.add_argument("--recursive", action="store_true", help="every object under the prefix")
+    which = rotate.add_mutually_exclusive_group()
+    which.add_argument("--version-id", help="rotate this version")
+    which.add_argument("--all-versions", action="store_true", help="rotate every version")
+    rotate.add_argument(
+        "--delete-old-versions",
+        action="store_true",
+        help="on versioned buckets, delete each old version after its copy is verified",
+    )
+    _add_via(rotate)
+    _add_key(rotate, required=True)
+    new_keys = rotate.add_argument_group("new key (required)")
+    nm = new_keys.add_mutually_exclusive_group(required=True)
+    nm.add_argument("--new-key-file", metavar="PATH", help="file with the new key")
+    nm.add_argument("--new-key-env", metavar="NAME", help="variable with the new base64 key")
+    _add_connection(rotate)
+    _add_tuning(rotate)
+    _add_output(rotate)
+
+    ls = command(
+        "ls",
+        "list objects (and versions) with the key fingerprints the ledger knows",
+        "List s3://BUCKET/PREFIX: key, size, last-modified, version id and, where this "
+        "machine's ledger recorded it, the fingerprint of the key that protects each object.",
+    )
+    ls.add_argument("target", metavar="s3://BUCKET[/PREFIX]")
+    ls.add_argument("--versions", action="store_true", help="every version and delete marker")
+    ls.add_argument("--json", action="store_true", help="one JSON line per object")
+    ls.add_argument("--ledger", type=Path, metavar="PATH", help="ledger database to consult")
+    _add_connection(ls)
 
     watch_cmd = command(
         "watch",
@@ -670,6 +746,106 @@ def cmd_server(args: argparse.Namespace) -> int:
     return 0
 
 
+def _other_key(file: str | None, env: str | None) -> SSECustomerKey | None:
+    if file:
+        return SSECustomerKey.from_file(file.split("://", 1)[1] if "://" in file else file)
+    if env:
+        return SSECustomerKey.from_env(env)
+    return None
+
+
+def _report_outcomes(args: argparse.Namespace, outcomes: list[CopyOutcome]) -> int:
+    failed = [o for o in outcomes if o.status != "ok"]
+    if args.json:
+        _print_json({"summary": True, "objects": len(outcomes), "failed": len(failed)})
+    print(f"{len(outcomes) - len(failed)} done, {len(failed)} failed", file=sys.stderr)
+    for outcome in failed:
+        print(f"failed: {outcome.source}: {outcome.error}", file=sys.stderr)
+    return max((o.error.exit_code for o in failed if o.error), default=0)
+
+
+def _show_outcome(args: argparse.Namespace) -> Callable[[CopyOutcome], None]:
+    def show(outcome: CopyOutcome) -> None:
+        if args.json:
+            _print_json(outcome.to_dict())
+
+    return show
+
+
+async def cmd_cp(args: argparse.Namespace) -> int:
+    src, dst = parse_s3_url(args.source), parse_s3_url(args.target)
+    source_key = _other_key(args.source_key_file, args.source_key_env)
+    target_key = load_key(args)
+    async with engine_for(args) as engine:
+        if args.recursive:
+            outcomes = await engine.copy_prefix(
+                src.bucket, src.key, dst.bucket, dst.key, source_key=source_key,
+                target_key=target_key, via=args.via, on_outcome=_show_outcome(args),
+            )  # fmt: skip
+            return _report_outcomes(args, outcomes)
+        dst_key = (
+            dst.key + src.key.rsplit("/", 1)[-1]
+            if dst.key.endswith("/") or not dst.key
+            else dst.key
+        )
+        result = await engine.copy(
+            src.bucket, src.key, dst.bucket, dst_key, source_key=source_key,
+            target_key=target_key, version_id=args.version_id, via=args.via,
+        )  # fmt: skip
+    _report(args, result.to_dict(), f"copied {src} to s3://{dst.bucket}/{dst_key} via {result.via}")
+    return 0
+
+
+async def cmd_rotate(args: argparse.Namespace) -> int:
+    url = parse_s3_url(args.target)
+    old_key = _require_key(load_key(args), "rotate")
+    new_key = _other_key(args.new_key_file, args.new_key_env)
+    assert new_key is not None  # the argument group is required
+    if new_key == old_key:
+        raise UsageError(
+            "the new key is the old key", hint="generate one with `ssec-transfer keygen`"
+        )
+    async with engine_for(args) as engine:
+        if args.recursive:
+            outcomes = await engine.rotate_prefix(
+                url.bucket, url.key, old_key=old_key, new_key=new_key,
+                all_versions=args.all_versions, via=args.via,
+                delete_old_versions=args.delete_old_versions, on_outcome=_show_outcome(args),
+            )  # fmt: skip
+            return _report_outcomes(args, outcomes)
+        if args.all_versions:
+            outcomes = await engine.rotate_all_versions(
+                url.bucket, url.key, old_key=old_key, new_key=new_key, via=args.via,
+                delete_old_versions=args.delete_old_versions,
+            )  # fmt: skip
+            for outcome in outcomes:
+                _show_outcome(args)(outcome)
+            return _report_outcomes(args, outcomes)
+        result = await engine.rotate(
+            url.bucket, url.key, old_key=old_key, new_key=new_key, version_id=args.version_id,
+            via=args.via, delete_old_versions=args.delete_old_versions,
+        )  # fmt: skip
+    _report(args, result.to_dict(), f"rotated {url} to key {new_key.fingerprint} via {result.via}")
+    return 0
+
+
+async def cmd_ls(args: argparse.Namespace) -> int:
+    url = parse_s3_url(args.target)
+    async with engine_for(args) as engine:
+        async for item in engine.ls(url.bucket, url.key, versions=args.versions):
+            if args.json:
+                _print_json(item.to_dict())
+                continue
+            version = f" {item.version_id}" if args.versions else ""
+            marker = " (delete marker)" if item.delete_marker else ""
+            size = "-" if item.size is None else str(item.size)
+            print(
+                f"{item.last_modified or '-':<25} {size:>12} "
+                f"{item.key_fingerprint or '?':<24} {item.key}{version}{marker}"
+            )
+    return 0
+
+
 async def cmd_watch(args: argparse.Namespace) -> int:
     key = _require_key(load_key(args), "watch")
     config = watch.config_from_args(args)
@@ -746,6 +922,9 @@ _ASYNC: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
     "demo": cmd_demo,
     "doctor": cmd_doctor,
     "watch": cmd_watch,
+    "cp": cmd_cp,
+    "rotate": cmd_rotate,
+    "ls": cmd_ls,
     "cleanup": cmd_cleanup,
 }
 _SYNC: dict[str, Callable[[argparse.Namespace], int]] = {

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,6 +24,17 @@ import botocore.exceptions as bx
 from ssec_transfer.capabilities import load_cached, server_verifies_checksum
 from ssec_transfer.checksums import MODES, ChecksumPolicy
 from ssec_transfer.client import ConnectionSettings, open_client, refuse_plain_http
+from ssec_transfer.copy import (
+    CopyOptions,
+    CopyOutcome,
+    CopyResult,
+    Via,
+    copy_object,
+    copy_prefix,
+    rotate_all_versions,
+    rotate_object,
+    rotate_prefix,
+)
 from ssec_transfer.download import DownloadOptions, ProgressCallback, download_file, head_object
 from ssec_transfer.errors import ChecksumUnsupportedError, ErrorContext, UsageError
 from ssec_transfer.journal import Journal, Resumable
@@ -31,6 +42,7 @@ from ssec_transfer.journal import default_path as default_journal_path
 from ssec_transfer.keys import SSECustomerKey
 from ssec_transfer.ledger import Ledger
 from ssec_transfer.ledger import default_path as default_ledger_path
+from ssec_transfer.listing import ListedObject, list_objects
 from ssec_transfer.plan import MiB, check_part_size
 from ssec_transfer.results import ObjectInfo, TransferResult
 from ssec_transfer.retry import RetryPolicy
@@ -113,6 +125,7 @@ class TransferEngine:
             max_attempts=self.settings.max_attempts
         )  # where the server proved it checks checksums
         self._disrupted = False  # a transfer failed or was cancelled mid-request
+        self._copy_caps: dict[str, str] | None = None  # what copies learned about the server
 
     async def __aenter__(self) -> Self:
         self.ledger = await self._open_ledger()
@@ -309,6 +322,152 @@ class TransferEngine:
             )
         await self._record(result)
         return result
+
+    # -- copies, rotation, listings (ssec_transfer.copy, ssec_transfer.listing) -------------
+
+    def _copy_options(self) -> CopyOptions:
+        if self._copy_caps is None:
+            self._copy_caps = dict(load_cached(self.endpoint_url))
+        cfg = self.config
+        return CopyOptions(
+            part_size=cfg.part_size or cfg.preferred_part_size,
+            concurrency=cfg.concurrency,
+            multipart_threshold=cfg.multipart_threshold,
+            checksum=self._checksum,
+            capabilities=self._copy_caps,
+        )
+
+    async def _copy_guard(
+        self, bucket: str, source_key: SSECustomerKey | None, target_key: SSECustomerKey | None
+    ) -> Any:
+        client = self._guard(source_key or target_key)
+        if target_key is not None:
+            await self._require_checksum_support(bucket, target_key)
+        return client
+
+    async def _record_outcomes(self, outcomes: list[CopyOutcome]) -> list[CopyOutcome]:
+        for outcome in outcomes:
+            if outcome.result is not None:
+                await self._record(outcome.result)
+        return outcomes
+
+    async def copy(
+        self,
+        src_bucket: str,
+        src_key: str,
+        dst_bucket: str,
+        dst_key: str,
+        *,
+        source_key: SSECustomerKey | None = None,
+        target_key: SSECustomerKey | None = None,
+        version_id: str | None = None,
+        via: Via = "auto",
+        progress: ProgressCallback | None = None,
+    ) -> CopyResult:
+        """Server-side copy (or a streamed one where the server refuses), re-encrypting from
+        `source_key` to `target_key`; returns only once the copy is read back and verified."""
+        client = await self._copy_guard(dst_bucket, source_key, target_key)
+        with self._note_disruption():
+            result = await copy_object(
+                client, self.scheduler, src_bucket, src_key, dst_bucket, dst_key,
+                source_key=source_key, target_key=target_key, version_id=version_id, via=via,
+                options=self._copy_options(), progress=progress,
+            )  # fmt: skip
+        await self._record(result)
+        return result
+
+    async def copy_prefix(
+        self,
+        src_bucket: str,
+        src_prefix: str,
+        dst_bucket: str,
+        dst_prefix: str,
+        *,
+        source_key: SSECustomerKey | None = None,
+        target_key: SSECustomerKey | None = None,
+        via: Via = "auto",
+        on_outcome: Callable[[CopyOutcome], None] | None = None,
+    ) -> list[CopyOutcome]:
+        client = await self._copy_guard(dst_bucket, source_key, target_key)
+        with self._note_disruption():
+            outcomes = await copy_prefix(
+                client, self.scheduler, src_bucket, src_prefix, dst_bucket, dst_prefix,
+                source_key=source_key, target_key=target_key, via=via,
+                options=self._copy_options(), on_outcome=on_outcome,
+            )  # fmt: skip
+        return await self._record_outcomes(outcomes)
+
+    async def rotate(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        old_key: SSECustomerKey,
+        new_key: SSECustomerKey,
+        version_id: str | None = None,
+        via: Via = "auto",
+        delete_old_versions: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> CopyResult:
+        """Re-encrypt an object in place under `new_key`; the old object stays intact until
+        the new one is verified (and, unless versioning keeps it, the old key then fails)."""
+        client = await self._copy_guard(bucket, old_key, new_key)
+        with self._note_disruption():
+            result = await rotate_object(
+                client, self.scheduler, bucket, key, old_key=old_key, new_key=new_key,
+                version_id=version_id, via=via, options=self._copy_options(),
+                delete_old_versions=delete_old_versions, progress=progress,
+            )  # fmt: skip
+        await self._record(result)
+        return result
+
+    async def rotate_all_versions(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        old_key: SSECustomerKey,
+        new_key: SSECustomerKey,
+        via: Via = "auto",
+        delete_old_versions: bool = False,
+    ) -> list[CopyOutcome]:
+        client = await self._copy_guard(bucket, old_key, new_key)
+        with self._note_disruption():
+            outcomes = await rotate_all_versions(
+                client, self.scheduler, bucket, key, old_key=old_key, new_key=new_key, via=via,
+                options=self._copy_options(), delete_old_versions=delete_old_versions,
+            )  # fmt: skip
+        return await self._record_outcomes(outcomes)
+
+    async def rotate_prefix(
+        self,
+        bucket: str,
+        prefix: str,
+        *,
+        old_key: SSECustomerKey,
+        new_key: SSECustomerKey,
+        all_versions: bool = False,
+        via: Via = "auto",
+        delete_old_versions: bool = False,
+        on_outcome: Callable[[CopyOutcome], None] | None = None,
+    ) -> list[CopyOutcome]:
+        client = await self._copy_guard(bucket, old_key, new_key)
+        with self._note_disruption():
+            outcomes = await rotate_prefix(
+                client, self.scheduler, bucket, prefix, old_key=old_key, new_key=new_key,
+                all_versions=all_versions, via=via, options=self._copy_options(),
+                delete_old_versions=delete_old_versions, on_outcome=on_outcome,
+            )  # fmt: skip
+        return await self._record_outcomes(outcomes)
+
+    def ls(
+        self, bucket: str, prefix: str = "", *, versions: bool = False
+    ) -> AsyncIterator[ListedObject]:
+        """Objects (or every version) under `prefix`, with key fingerprints the ledger knows."""
+        return list_objects(
+            self._require_client(), bucket, prefix, versions=versions, ledger=self.ledger,
+            endpoint=self.endpoint_url,
+        )  # fmt: skip
 
     async def head(
         self,
