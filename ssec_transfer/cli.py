@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -568,6 +569,18 @@ async def cmd_put(args: argparse.Namespace) -> int:
     if not args.source or not args.target:
         raise UsageError("put needs SRC and s3://BUCKET/KEY (or --manifest FILE)")
     url = parse_s3_url(args.target)
+    if args.source == "-":
+        if not url.key or url.key.endswith("/"):
+            raise UsageError("put - needs a full object key: s3://BUCKET/KEY")
+        key = _require_key(key, "put")
+        with ProgressBar("put -", enabled=_progress_enabled(args)) as bar:
+            async with engine_for(args) as engine:
+                result = await engine.upload_stream(
+                    sys.stdin.buffer, url.bucket, url.key, sse_key=key,
+                    expected_size=args.expected_size, progress=bar,
+                )  # fmt: skip
+        _report(args, result.to_dict(), f"uploaded stdin to {url}")
+        return 0
     if args.recursive:
         jobs = await anyio.to_thread.run_sync(
             partial(
@@ -618,6 +631,17 @@ async def cmd_get(args: argparse.Namespace) -> int:
         raise UsageError(
             f"{args.source} names no object", hint="write s3://BUCKET/KEY, or add --recursive"
         )
+    if args.dest == "-":
+        if args.json:
+            raise UsageError("--json cannot share stdout with the object's bytes (get ... -)")
+        with ProgressBar(f"get {url.key}", enabled=_progress_enabled(args)) as bar:
+            async with engine_for(args) as engine:
+                result = await engine.download_stream(
+                    url.bucket, url.key, sys.stdout.buffer, sse_key=key,
+                    version_id=args.version_id, progress=bar,
+                )  # fmt: skip
+        _report(args, result.to_dict(), f"downloaded {url} to stdout")
+        return 0
     with ProgressBar(f"get {url.key}", enabled=_progress_enabled(args)) as bar:
         async with engine_for(args) as engine:
             result = await engine.download(
@@ -972,7 +996,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry_point() -> NoReturn:
-    sys.exit(main())
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = 1
+    if code and not sys.stdout.closed:
+        # The reader of stdout may be gone (`get ... - | head`): flushing at exit would
+        # raise again, so point stdout at /dev/null first (Python's documented recipe).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(code)
 
 
 if __name__ == "__main__":

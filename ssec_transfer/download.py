@@ -56,6 +56,9 @@ class DownloadOptions:
     multipart_threshold: int  # objects up to this size are fetched with one GET
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     resumable: Resumable | None = None
+    # The digest this object should have, when something recorded one (the ledger, for
+    # objects this machine wrote); the download is refused if the bytes differ.
+    expected_digest: Callable[[ObjectInfo], str | None] = lambda info: None
 
 
 def first_fingerprint(value: str | None) -> str | None:
@@ -72,9 +75,13 @@ async def head_object(
     *,
     ssec: SSECustomerKey | None,
     version_id: str | None,
+    checksums: bool = False,
 ) -> tuple[ObjectInfo, dict[str, Any]]:
+    """HeadObject with the key; `checksums=True` also asks for the stored checksum."""
     ctx = ErrorContext("HeadObject", bucket, key)
     params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if checksums:
+        params["ChecksumMode"] = "ENABLED"
     if version_id:
         params["VersionId"] = version_id
     if ssec:
@@ -130,6 +137,15 @@ async def _bucket_exists(client: Any, bucket: str) -> bool:
     except Exception as exc:
         return status_of(exc) != 404
     return True
+
+
+def _stored_digest(head: dict[str, Any]) -> str | None:
+    """The server's full-object CRC32C, where it keeps one (composite `-N` values of
+    multipart uploads are checksums of part checksums, not comparable)."""
+    value = head.get("ChecksumCRC32C")
+    if not value or "-" in value or head.get("ChecksumType") == "COMPOSITE":
+        return None
+    return f"crc32c:{value}"
 
 
 def resolve_destination(dest: Path, key: str) -> Path:
@@ -239,7 +255,10 @@ async def download_file(
     started = time.perf_counter()
     target = resolve_destination(dest, key)
     async with scheduler.request():
-        info, _ = await head_object(client, bucket, key, ssec=ssec, version_id=version_id)
+        info, head = await head_object(
+            client, bucket, key, ssec=ssec, version_id=version_id, checksums=True
+        )
+    expected = _stored_digest(head) or options.expected_digest(info)
     pin: dict[str, Any] = {"Bucket": bucket, "Key": key}
     if info.version_id and info.version_id != "null":
         pin["VersionId"] = info.version_id
@@ -307,6 +326,13 @@ async def download_file(
             finished=finished,
             on_range_done=on_range_done,
         )
+        if expected is not None and digest_text(crc) != expected:
+            raise IntegrityError(
+                f"the data received has CRC32C {digest_text(crc)}, but the object's is "
+                f"{expected}: bytes were corrupted in transit",
+                hint="rerun the download; nothing was written to DEST",
+                context=ErrorContext("GetObject", bucket, key),
+            )
         await anyio.to_thread.run_sync(temp.commit)
     except BaseException:
         with anyio.CancelScope(shield=True):

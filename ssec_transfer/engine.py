@@ -16,7 +16,7 @@ from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, BinaryIO, Literal, Self
 
 import anyio
 import botocore.exceptions as bx
@@ -48,6 +48,7 @@ from ssec_transfer.results import ObjectInfo, TransferResult
 from ssec_transfer.retry import RetryPolicy
 from ssec_transfer.s3errors import translate
 from ssec_transfer.scheduler import Scheduler
+from ssec_transfer.streams import download_to_stream, upload_stream
 from ssec_transfer.upload import UploadOptions, upload_file
 
 log = logging.getLogger(__name__)
@@ -254,6 +255,23 @@ class TransferEngine:
         await self._record(result)
         return result
 
+    async def _recorded_digest(self, bucket: str, key: str) -> Callable[[ObjectInfo], str | None]:
+        """What the ledger says this object's digest is, if it recorded this very version."""
+        entry = None
+        if self.ledger is not None:
+            entry = await anyio.to_thread.run_sync(
+                self.ledger.latest, self.endpoint_url, bucket, key
+            )
+
+        def expected(info: ObjectInfo) -> str | None:
+            if entry is None or entry.etag != info.etag or entry.size != info.size:
+                return None
+            if entry.version_id and info.version_id and entry.version_id != info.version_id:
+                return None
+            return entry.checksum
+
+        return expected
+
     def _resumable(self) -> Resumable | None:
         if self.journal is None:
             return None
@@ -307,6 +325,7 @@ class TransferEngine:
             multipart_threshold=cfg.multipart_threshold,
             retry=self.retry_policy,
             resumable=self._resumable(),
+            expected_digest=await self._recorded_digest(bucket, key),
         )
         with self._note_disruption():
             result = await download_file(
@@ -322,6 +341,65 @@ class TransferEngine:
             )
         await self._record(result)
         return result
+
+    # -- streams (ssec_transfer.streams) -----------------------------------------------------
+
+    async def upload_stream(
+        self,
+        reader: BinaryIO,
+        bucket: str,
+        key: str,
+        *,
+        sse_key: SSECustomerKey,
+        expected_size: int | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> TransferResult:
+        """Upload a byte stream of unknown length (a pipe): parts in bounded buffers, one
+        PutObject if it ends below the multipart threshold."""
+        client = self._guard(sse_key)
+        await self._require_checksum_support(bucket, sse_key)
+        cfg = self.config
+        options = UploadOptions(
+            concurrency=cfg.concurrency,
+            multipart_threshold=cfg.multipart_threshold,
+            preferred_part_size=cfg.part_size or cfg.preferred_part_size,
+            part_size=cfg.part_size,
+            checksum=self._checksum,
+            retry=self.retry_policy,
+        )
+        with self._note_disruption():
+            result = await upload_stream(
+                client, reader, bucket, key, ssec=sse_key, options=options,
+                scheduler=self.scheduler, expected_size=expected_size, progress=progress,
+            )  # fmt: skip
+        await self._record(result)
+        return result
+
+    async def download_stream(
+        self,
+        bucket: str,
+        key: str,
+        writer: BinaryIO,
+        *,
+        sse_key: SSECustomerKey | None = None,
+        version_id: str | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> TransferResult:
+        """Write an object to a byte stream in order, from parallel ranged GETs through a
+        bounded reorder window."""
+        client = self._guard(sse_key)
+        cfg = self.config
+        options = DownloadOptions(
+            concurrency=cfg.concurrency,
+            part_size=cfg.part_size or cfg.preferred_part_size,
+            multipart_threshold=cfg.multipart_threshold,
+            retry=self.retry_policy,
+        )
+        with self._note_disruption():
+            return await download_to_stream(
+                client, bucket, key, writer, ssec=sse_key, version_id=version_id,
+                options=options, scheduler=self.scheduler, progress=progress,
+            )  # fmt: skip
 
     # -- copies, rotation, listings (ssec_transfer.copy, ssec_transfer.listing) -------------
 

@@ -99,11 +99,11 @@ def _read_part(fd: int, part: Part, path: Path, algorithm: ChecksumAlgorithm | N
     return _Chunk(part, data, algorithm.of(data) if algorithm else None, crc32c(data))
 
 
-def _checksum_params(algorithm: ChecksumAlgorithm | None, value: str | None) -> dict[str, str]:
+def checksum_params(algorithm: ChecksumAlgorithm | None, value: str | None) -> dict[str, str]:
     return {algorithm.param: value} if algorithm and value else {}
 
 
-def _check_echo(
+def check_echo(
     resp: dict[str, Any], algorithm: ChecksumAlgorithm | None, sent: str | None, ctx: ErrorContext
 ) -> None:
     """Servers that verify checksums echo them; a different echo means different bytes."""
@@ -212,10 +212,10 @@ async def _put_single(
                 resp = await client.put_object(
                     Body=PartBody(chunk.data),
                     ContentType=content_type,
-                    **_checksum_params(algorithm, chunk.checksum),
+                    **checksum_params(algorithm, chunk.checksum),
                     **common,
                 )
-        _check_echo(resp, algorithm, chunk.checksum, ctx)
+        check_echo(resp, algorithm, chunk.checksum, ctx)
     if progress:
         progress(size, size)
     return resp.get("ETag"), resp.get("VersionId"), chunk.crc
@@ -500,7 +500,7 @@ async def _send_part(
                     **checksum,
                     **common,
                 )
-            _check_echo(resp, algorithm, checksum.get(algorithm.param) if algorithm else None, ctx)
+            check_echo(resp, algorithm, checksum.get(algorithm.param) if algorithm else None, ctx)
             return resp
         except Exception as exc:
             corrupted = isinstance(exc, IntegrityError) or error_code(exc) in CORRUPTION_CODES
