@@ -59,6 +59,7 @@ from ssec_transfer.errors import (
 )
 from ssec_transfer.keys import SSECustomerKey
 from ssec_transfer.listing import iter_keys, list_key_versions
+from ssec_transfer.multipart import create_multipart_upload
 from ssec_transfer.plan import MAX_SINGLE_PUT, GiB, MiB, Part, plan_parts, plan_upload
 from ssec_transfer.results import ObjectInfo, TransferResult
 from ssec_transfer.s3errors import diagnose_key_failure, status_of, translate, translated
@@ -978,14 +979,7 @@ async def _server_part_copy(
     request; any failure aborts the upload (shielded), leaving the destination untouched."""
     parts = plan_upload(source.info.size, part_size=None, preferred=options.part_size)
     common = target.params()
-    with translated(
-        ErrorContext("CreateMultipartUpload", target.bucket, target.key),
-        key_sent=True,
-        writing=True,
-    ):
-        async with scheduler.request():
-            created = await client.create_multipart_upload(**common, **source.carried())
-    upload_id: str = created["UploadId"]
+    upload_id = await create_multipart_upload(client, scheduler, {**common, **source.carried()})
     copy_params: dict[str, Any] = {
         **common,
         "UploadId": upload_id,
@@ -1047,16 +1041,9 @@ async def _stream_copy(
     algorithm = options.checksum.algorithm
     common = target.params()
     create_extra = {"ChecksumAlgorithm": algorithm.name} if algorithm else {}
-    with translated(
-        ErrorContext("CreateMultipartUpload", target.bucket, target.key),
-        key_sent=True,
-        writing=True,
-    ):
-        async with scheduler.request():
-            created = await client.create_multipart_upload(
-                **common, **source.carried(), **create_extra
-            )
-    upload_id: str = created["UploadId"]
+    upload_id = await create_multipart_upload(
+        client, scheduler, {**common, **source.carried(), **create_extra}
+    )
     pin = source.pinned_get()
     completed: dict[int, dict[str, Any]] = {}
     crcs: dict[int, int] = {}

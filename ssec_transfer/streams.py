@@ -35,6 +35,7 @@ from ssec_transfer.errors import (
     SSECTransferError,
 )
 from ssec_transfer.keys import SSECustomerKey
+from ssec_transfer.multipart import create_multipart_upload
 from ssec_transfer.plan import (
     MAX_PARTS,
     MAX_SINGLE_PUT,
@@ -318,14 +319,9 @@ async def _put_stream_multipart(
     bucket, key = common["Bucket"], common["Key"]
     algorithm = options.checksum.algorithm
     create_extra = {"ChecksumAlgorithm": algorithm.name} if algorithm else {}
-    with translated(
-        ErrorContext("CreateMultipartUpload", bucket, key), key_sent=True, writing=True
-    ):
-        async with scheduler.request():
-            created = await client.create_multipart_upload(
-                ContentType=CONTENT_TYPE, **create_extra, **common
-            )
-    upload_id: str = created["UploadId"]
+    upload_id = await create_multipart_upload(
+        client, scheduler, {"ContentType": CONTENT_TYPE, **create_extra, **common}
+    )
     try:
         completed = await _send_stream_parts(
             client, head, parts, common, upload_id, options, scheduler, tracker

@@ -37,6 +37,7 @@ from ssec_transfer.errors import (
 )
 from ssec_transfer.journal import Resumable, UploadEntry
 from ssec_transfer.keys import SSECustomerKey
+from ssec_transfer.multipart import create_multipart_upload
 from ssec_transfer.plan import MAX_SINGLE_PUT, Part, plan_parts, plan_upload
 from ssec_transfer.results import TransferResult
 from ssec_transfer.retry import BODY_ERRORS, RetryPolicy, describe
@@ -247,17 +248,9 @@ async def _put_multipart(
         )
     if upload_id is None:
         create_extra = {"ChecksumAlgorithm": algorithm.name} if algorithm else {}
-        with translated(
-            ErrorContext("CreateMultipartUpload", bucket, key), key_sent=True, writing=True
-        ):
-            # Shielded: once the server has created the upload we must learn its id, or a
-            # Ctrl-C arriving now would leave an upload nobody can abort.
-            async with scheduler.request():
-                with anyio.CancelScope(shield=True):
-                    created = await client.create_multipart_upload(
-                        ContentType=content_type, **create_extra, **common
-                    )
-        upload_id = created["UploadId"]
+        upload_id = await create_multipart_upload(
+            client, scheduler, {"ContentType": content_type, **create_extra, **common}
+        )
     assert upload_id is not None
 
     async def on_part_done(number: int, etag: str, checksum: str | None, crc: int) -> None:
