@@ -90,7 +90,10 @@ async def cleanup(
         for download in await anyio.to_thread.run_sync(journal.downloads):
             if download.endpoint != endpoint or download.bucket != bucket:
                 continue
-            if not download.key.startswith(prefix) or download.created_at > time.time() - older_than:
+            if (
+                not download.key.startswith(prefix)
+                or download.created_at > time.time() - older_than
+            ):
                 continue
             removed = False
             if not dry_run:
