@@ -21,7 +21,7 @@ from typing import Any, Literal, NoReturn
 
 import anyio
 
-from ssec_transfer import __version__, watch
+from ssec_transfer import __version__, keyring_cli, watch
 from ssec_transfer.bulk import (
     JobOutcome,
     TransferJob,
@@ -35,6 +35,7 @@ from ssec_transfer.client import ConnectionSettings
 from ssec_transfer.copy import CopyOutcome
 from ssec_transfer.engine import TransferConfig, TransferEngine
 from ssec_transfer.errors import KeyFileError, SSECTransferError, UsageError
+from ssec_transfer.keyring import resolve_key
 from ssec_transfer.keys import ARGV_HINT, SSECustomerKey
 from ssec_transfer.progress import BulkProgress, ProgressBar
 from ssec_transfer.s3url import parse_s3_url
@@ -310,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("--version-id", help="read this version of the object")
     _add_key(get, required=False)
     _add_bulk(get)
+    keyring_cli.add_keyring_options(get)
     _add_connection(get)
     _add_tuning(get)
     _add_output(get)
@@ -323,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     head.add_argument("source", metavar="s3://BUCKET/KEY")
     head.add_argument("--version-id", help="this version of the object")
     _add_key(head, required=False)
+    keyring_cli.add_keyring_options(head)
     _add_connection(head)
 
     keygen = command(
@@ -353,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--source-key-file", metavar="PATH", help="the source object's key file")
     sm.add_argument("--source-key-env", metavar="NAME", help="variable with its base64 key")
     _add_key(cp, required=False)
+    keyring_cli.add_keyring_options(cp)
     _add_connection(cp)
     _add_tuning(cp)
     _add_output(cp)
@@ -377,11 +381,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="on versioned buckets, delete each old version after its copy is verified",
     )
     _add_via(rotate)
-    _add_key(rotate, required=True)
+    _add_key(rotate, required=False)
     new_keys = rotate.add_argument_group("new key (required)")
     nm = new_keys.add_mutually_exclusive_group(required=True)
     nm.add_argument("--new-key-file", metavar="PATH", help="file with the new key")
     nm.add_argument("--new-key-env", metavar="NAME", help="variable with the new base64 key")
+    keyring_cli.add_keyring_options(rotate)
     _add_connection(rotate)
     _add_tuning(rotate)
     _add_output(rotate)
@@ -475,6 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--size", type=_size, default=parse_size("1GiB"), help="default 1GiB")
     demo.add_argument("--dir", type=Path, help="work folder (default: a temporary one)")
     _add_tuning(demo)
+    keyring_cli.add_commands(sub, command)
     return parser
 
 
@@ -542,6 +548,26 @@ def _print_json(data: dict[str, Any]) -> None:
 
 
 # -- commands ----------------------------------------------------------------------------------
+
+
+async def _key_for_object(
+    args: argparse.Namespace,
+    engine: TransferEngine,
+    given: SSECustomerKey | None,
+    bucket: str,
+    key: str,
+    version_id: str | None,
+) -> SSECustomerKey | None:
+    """The key given on the command line, else (with --keyring) the keyring's key for the
+    object: the one the ledger recorded, or the first the server accepts."""
+    if given is not None:
+        return given
+    keyring = await keyring_cli.keyring_from_args(args)
+    if keyring is None:
+        return None
+    return await resolve_key(
+        engine, bucket, key, version_id, keyring, max_tries=args.keyring_max_tries
+    )
 
 
 def _require_key(key: SSECustomerKey | None, what: str) -> SSECustomerKey:
@@ -644,6 +670,7 @@ async def cmd_get(args: argparse.Namespace) -> int:
         return 0
     with ProgressBar(f"get {url.key}", enabled=_progress_enabled(args)) as bar:
         async with engine_for(args) as engine:
+            key = await _key_for_object(args, engine, key, url.bucket, url.key, args.version_id)
             result = await engine.download(
                 url.bucket,
                 url.key,
@@ -722,6 +749,7 @@ async def cmd_head(args: argparse.Namespace) -> int:
     key = load_key(args)
     url = parse_s3_url(args.source)
     async with engine_for(args) as engine:
+        key = await _key_for_object(args, engine, key, url.bucket, url.key, args.version_id)
         info = await engine.head(url.bucket, url.key, sse_key=key, version_id=args.version_id)
     _print_json(info.to_dict())
     return 0
@@ -822,14 +850,34 @@ async def cmd_cp(args: argparse.Namespace) -> int:
 
 async def cmd_rotate(args: argparse.Namespace) -> int:
     url = parse_s3_url(args.target)
-    old_key = _require_key(load_key(args), "rotate")
+    old_key = load_key(args)
     new_key = _other_key(args.new_key_file, args.new_key_env)
     assert new_key is not None  # the argument group is required
+    if args.new_key_file is None:
+        # A key that exists only in an environment variable is one mistake from being lost,
+        # and with it every object it will protect: it must be saved first.
+        keyring = await keyring_cli.keyring_from_args(args)
+        if keyring is None or keyring.by_fingerprint(new_key.fingerprint) is None:
+            raise UsageError(
+                "the new key is not saved anywhere: rotate refuses to encrypt objects with a key "
+                "that exists only in an environment variable",
+                hint="save it first (`ssec-transfer keyring add NAME --key-env "
+                f"{args.new_key_env}`) and pass --keyring, or use --new-key-file",
+            )
     if new_key == old_key:
         raise UsageError(
             "the new key is the old key", hint="generate one with `ssec-transfer keygen`"
         )
     async with engine_for(args) as engine:
+        if old_key is None and not args.recursive and not args.all_versions:
+            old_key = await _key_for_object(
+                args, engine, None, url.bucket, url.key, args.version_id
+            )
+        old_key = _require_key(old_key, "rotate")
+        if new_key == old_key:
+            raise UsageError(
+                "the new key is the old key", hint="generate one with `ssec-transfer keygen`"
+            )
         if args.recursive:
             outcomes = await engine.rotate_prefix(
                 url.bucket, url.key, old_key=old_key, new_key=new_key,
@@ -949,6 +997,7 @@ _ASYNC: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
     "cp": cmd_cp,
     "rotate": cmd_rotate,
     "ls": cmd_ls,
+    **keyring_cli.HANDLERS,
     "cleanup": cmd_cleanup,
 }
 _SYNC: dict[str, Callable[[argparse.Namespace], int]] = {
