@@ -8,14 +8,15 @@ their CRCs gives the CRC32C of the whole object without another pass over the da
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
+import functools
+from collections.abc import Iterable, Sequence
 
 import google_crc32c
 
 _POLY = 0x82F63B78  # CRC32C, reflected
 
 
-def _gf2_times(matrix: list[int], vector: int) -> int:
+def _gf2_times(matrix: Sequence[int], vector: int) -> int:
     total = 0
     i = 0
     while vector:
@@ -26,31 +27,34 @@ def _gf2_times(matrix: list[int], vector: int) -> int:
     return total
 
 
-def _gf2_square(matrix: list[int]) -> list[int]:
+def _gf2_square(matrix: Sequence[int]) -> list[int]:
     return [_gf2_times(matrix, matrix[n]) for n in range(32)]
+
+
+@functools.lru_cache(maxsize=64)
+def _zeros_operator(length: int) -> tuple[int, ...]:
+    """The GF(2) matrix that appends `length` zero bytes to a CRC register.
+
+    Parts of one object share a length (all but the last), so this is computed about twice
+    per object and each combine is then a single 32x32 matrix-vector product.
+    """
+    one_bit = [_POLY] + [1 << n for n in range(31)]
+    power = _gf2_square(_gf2_square(_gf2_square(one_bit)))  # one zero byte (8 bits)
+    result = [1 << n for n in range(32)]  # identity
+    while length:
+        if length & 1:
+            result = [_gf2_times(power, column) for column in result]
+        length >>= 1
+        if length:
+            power = _gf2_square(power)
+    return tuple(result)
 
 
 def crc32c_combine(crc1: int, crc2: int, len2: int) -> int:
     """CRC32C of A+B given crc(A), crc(B) and len(B)."""
     if len2 <= 0:
         return crc1
-    odd = [_POLY] + [1 << n for n in range(31)]  # operator for one zero bit
-    even = _gf2_square(odd)  # two zero bits
-    odd = _gf2_square(even)  # four zero bits
-    while True:
-        even = _gf2_square(odd)  # apply len2's bits, one zero byte at a time at first
-        if len2 & 1:
-            crc1 = _gf2_times(even, crc1)
-        len2 >>= 1
-        if not len2:
-            break
-        odd = _gf2_square(even)
-        if len2 & 1:
-            crc1 = _gf2_times(odd, crc1)
-        len2 >>= 1
-        if not len2:
-            break
-    return crc1 ^ crc2
+    return _gf2_times(_zeros_operator(len2), crc1) ^ crc2
 
 
 def crc32c(data: bytes, previous: int = 0) -> int:

@@ -190,6 +190,8 @@ class TransferEngine:
                 await anyio.sleep(0.05 if self._disrupted or exc is not None else 0)
         self._stack = None
         self._client = None
+        if self.journal is not None and not isinstance(self._journal_choice, Journal):
+            self.journal.close()  # opened by this engine
 
     @property
     def endpoint_url(self) -> str:

@@ -45,11 +45,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import anyio
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from ssec_transfer.errors import ErrorContext, KeyProblemError, UsageError, WrongKeyError
 from ssec_transfer.keys import KEY_BYTES, SSECustomerKey
@@ -143,6 +138,11 @@ class _Secrets:
     """The AEAD and MAC keys derived from the passphrase for one keyring file."""
 
     def __init__(self, passphrase: str, kdf: dict[str, Any]) -> None:
+        # Imported here: the primitives cost ~7 MiB of memory that transfers without a
+        # keyring should not carry.
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
         normalized = unicodedata.normalize("NFC", passphrase).encode("utf-8")
         root = Scrypt(
             salt=_b64d(kdf["salt"]), length=32, n=kdf["n"], r=kdf["r"], p=kdf["p"]
@@ -153,6 +153,9 @@ class _Secrets:
 
 
 def _hkdf(secret: bytes, info: bytes) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(secret)
 
 
@@ -257,6 +260,8 @@ class Keyring:
                 f"{self.path} was replaced by a different keyring since it was opened",
                 hint="run the command again",
             )
+        from cryptography.exceptions import InvalidTag  # loaded only with a keyring in use
+
         check = doc["check"]
         try:
             plain = self._secrets.aead.decrypt(
@@ -316,6 +321,8 @@ class Keyring:
         return list(self._doc["entries"])
 
     def _decrypt(self, entry: dict[str, Any]) -> SSECustomerKey:
+        from cryptography.exceptions import InvalidTag  # loaded only with a keyring in use
+
         name, fingerprint = entry["name"], entry["fingerprint"]
         try:
             raw = self._secrets.aead.decrypt(
@@ -552,6 +559,9 @@ def derive_key(master: SSECustomerKey, bucket: str, object_key: str, salt: bytes
     """
     if len(salt) < MIN_DERIVE_SALT:
         raise KeyringUsageError(f"a derivation salt needs at least {MIN_DERIVE_SALT} bytes")
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     info = DERIVE_INFO + bucket.encode() + b"\0" + object_key.encode()
     raw = HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=salt, info=info).derive(
         master._raw
