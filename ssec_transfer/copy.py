@@ -46,7 +46,7 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from ssec_transfer.bodies import PartBody
 from ssec_transfer.checksums import ChecksumPolicy
 from ssec_transfer.crc import combine_parts, crc32c, digest_text
-from ssec_transfer.download import head_object
+from ssec_transfer.download import head_object, pinned_get
 from ssec_transfer.errors import (
     ErrorContext,
     IntegrityError,
@@ -175,7 +175,7 @@ class _Source:
         return source
 
     def pinned_get(self) -> dict[str, Any]:
-        return _pin(self.info, self.sse)
+        return pinned_get(self.info, self.sse)
 
     def carried(self) -> dict[str, Any]:
         return {name: self.head[name] for name in CARRIED_HEADERS if self.head.get(name)}
@@ -219,16 +219,6 @@ def _sse(key: SSECustomerKey | None) -> dict[str, str]:
 
 def _url(bucket: str, key: str, version_id: str | None = None) -> str:
     return f"s3://{bucket}/{key}" + (f"?versionId={version_id}" if version_id else "")
-
-
-def _pin(info: ObjectInfo, sse: SSECustomerKey | None) -> dict[str, Any]:
-    """GET parameters that read exactly the object seen by a HEAD, or fail."""
-    pin: dict[str, Any] = {"Bucket": info.bucket, "Key": info.key, **_sse(sse)}
-    if _real_version(info.version_id):
-        pin["VersionId"] = info.version_id
-    if info.etag:
-        pin["IfMatch"] = info.etag
-    return pin
 
 
 def _answer(exc: BaseException) -> str:
@@ -801,7 +791,7 @@ async def _digest(
     server serves the object whole too: SeaweedFS answers 500 to a whole-object GET of an
     SSE-C object assembled by UploadPartCopy from a plain source, though every range reads.
     """
-    pin = _pin(info, sse)
+    pin = pinned_get(info, sse)
     ranged = info.size > options.multipart_threshold
     parts = plan_parts(info.size, options.part_size) if ranged else [Part(1, 0, info.size)]
     crcs: dict[int, int] = {}

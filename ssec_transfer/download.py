@@ -139,6 +139,25 @@ async def _bucket_exists(client: Any, bucket: str) -> bool:
     return True
 
 
+def pinned_get(info: ObjectInfo, ssec: SSECustomerKey | None) -> dict[str, Any]:
+    """GetObject parameters that read exactly the object version a HEAD saw, or fail (412)."""
+    pin: dict[str, Any] = {"Bucket": info.bucket, "Key": info.key}
+    if info.version_id and info.version_id != "null":
+        pin["VersionId"] = info.version_id
+    if info.etag:
+        pin["IfMatch"] = info.etag
+    if ssec:
+        pin.update(ssec.request_params())
+    return pin
+
+
+def plan_reads(size: int, options: DownloadOptions) -> list[Part]:
+    """One GET up to the threshold, else ranges of the configured size."""
+    if size <= options.multipart_threshold:
+        return [Part(1, 0, size)]
+    return plan_parts(size, options.part_size)
+
+
 def _stored_digest(head: dict[str, Any]) -> str | None:
     """The server's full-object CRC32C, where it keeps one (composite `-N` values of
     multipart uploads are checksums of part checksums, not comparable)."""
@@ -259,18 +278,8 @@ async def download_file(
             client, bucket, key, ssec=ssec, version_id=version_id, checksums=True
         )
     expected = _stored_digest(head) or options.expected_digest(info)
-    pin: dict[str, Any] = {"Bucket": bucket, "Key": key}
-    if info.version_id and info.version_id != "null":
-        pin["VersionId"] = info.version_id
-    if info.etag:
-        pin["IfMatch"] = info.etag
-    if ssec:
-        pin.update(ssec.request_params())
-
-    if info.size <= options.multipart_threshold:
-        parts = [Part(1, 0, info.size)]
-    else:
-        parts = plan_parts(info.size, options.part_size)
+    pin = pinned_get(info, ssec)
+    parts = plan_reads(info.size, options)
 
     resumable = options.resumable
     journal_id: int | None = None

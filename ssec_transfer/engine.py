@@ -153,12 +153,8 @@ class TransferEngine:
         try:
             return await anyio.to_thread.run_sync(Ledger, path)
         except (OSError, sqlite3.Error) as exc:
-            log.warning(
-                "cannot open the ledger %s (%s): transfers will not be recorded; "
-                "choose another with --ledger PATH",
-                path,
-                exc,
-            )
+            log.warning("cannot open the ledger %s (%s): transfers will not be recorded; "
+                        "choose another with --ledger PATH", path, exc)  # fmt: skip
             return None
 
     async def _open_journal(self) -> Journal | None:
@@ -169,7 +165,7 @@ class TransferEngine:
         try:
             return await anyio.to_thread.run_sync(Journal, path)
         except (OSError, sqlite3.Error) as exc:
-            if self.resume:
+            if self.resume:  # the user asked for what cannot be had: say so, do not degrade
                 raise UsageError(f"cannot open the resume journal {path}: {exc}") from exc
             log.warning("cannot open the resume journal %s (%s): uploads cannot be resumed",
                         path, exc)  # fmt: skip

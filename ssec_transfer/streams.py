@@ -26,7 +26,7 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream, TaskGroup
 from ssec_transfer.bodies import PartBody
 from ssec_transfer.buffers import ByteBudget
 from ssec_transfer.checksums import ChecksumAlgorithm
-from ssec_transfer.download import DownloadOptions, head_object
+from ssec_transfer.download import DownloadOptions, head_object, pinned_get, plan_reads
 from ssec_transfer.errors import (
     ErrorContext,
     IntegrityError,
@@ -42,7 +42,6 @@ from ssec_transfer.plan import (
     Part,
     check_part_size,
     choose_part_size,
-    plan_parts,
 )
 from ssec_transfer.results import TransferResult
 from ssec_transfer.s3errors import diagnose_key_failure, status_of, translate, translated
@@ -463,18 +462,8 @@ async def download_to_stream(
     started = time.perf_counter()
     async with scheduler.request():
         info, _ = await head_object(client, bucket, key, ssec=ssec, version_id=version_id)
-    pin: dict[str, Any] = {"Bucket": bucket, "Key": key}
-    if info.version_id and info.version_id != "null":
-        pin["VersionId"] = info.version_id
-    if info.etag:
-        pin["IfMatch"] = info.etag
-    if ssec:
-        pin.update(ssec.request_params())
-
-    if info.size <= options.multipart_threshold:
-        parts = [Part(1, 0, info.size)]
-    else:
-        parts = plan_parts(info.size, options.part_size)
+    pin = pinned_get(info, ssec)
+    parts = plan_reads(info.size, options)
     await _stream_ranges(
         client,
         writer,
