@@ -188,6 +188,8 @@ class TransferEngine:
         self._client = None
         if self.journal is not None and not isinstance(self._journal_choice, Journal):
             self.journal.close()  # opened by this engine
+        if self.ledger is not None and not isinstance(self._ledger_choice, Ledger):
+            self.ledger.close()
 
     @property
     def endpoint_url(self) -> str:
