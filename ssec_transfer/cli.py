@@ -470,6 +470,18 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--env-file", type=Path, help="write AWS_* variables here to `source`")
     server.add_argument("--dir", type=Path, help="state folder (default: a new temporary one)")
 
+    bench = command(
+        "bench",
+        "benchmark ssec-transfer beside aws s3 cp, rclone, boto3 and curl under SSE-C",
+        "Same server, same random data, tools interleaved; wall time, MiB/s, client CPU "
+        "seconds per GiB and peak RSS, as medians with min-max and ratios. Without "
+        "--endpoint-url it starts the embedded SeaweedFS; on your endpoint it writes only "
+        "under a prefix of its own and deletes it afterwards. See benchmarks/README.md.",
+    )
+    from ssec_transfer import benchmark
+
+    benchmark.add_arguments(bench)
+
     demo = command(
         "demo",
         "round-trip a generated file through the embedded server and report MiB/s",
@@ -1000,7 +1012,16 @@ _ASYNC: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
     **keyring_cli.HANDLERS,
     "cleanup": cmd_cleanup,
 }
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from ssec_transfer import benchmark
+
+    return benchmark.run(args)
+
+
 _SYNC: dict[str, Callable[[argparse.Namespace], int]] = {
+    "bench": cmd_bench,
     "keygen": cmd_keygen,
     "server": cmd_server,
 }

@@ -1,0 +1,688 @@
+"""`ssec-transfer bench`: install the peers, make the data, run every tool in every scenario
+(interleaved, after a warm-up), verify every result, and write the report.
+
+Interleaving (A B C, A B C, ...) spreads slow drift of the machine or the server over all
+tools alike. Before each run the harness syncs the page cache so one tool's write-back does
+not land in the next tool's time; between runs it deletes what was uploaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import FrameType
+
+from ssec_transfer.benchmark.endpoint import (
+    Connection,
+    Store,
+    VerificationError,
+    embedded_server,
+    new_prefix,
+    user_endpoint,
+)
+from ssec_transfer.benchmark.measure import (
+    autogroup_nice,
+    ensure_gnu_time,
+    machine_busy_seconds,
+    prioritise,
+    restore_autogroup,
+    run_measured,
+)
+from ssec_transfer.benchmark.peers import NO_SSEC_TOOLS, TOOLS, Target, Tool, ToolUnavailable
+from ssec_transfer.benchmark.report import Report, machine_facts, machine_name, write_all
+from ssec_transfer.benchmark.scenarios import (
+    FULL_SPECS,
+    QUICK_SPECS,
+    DataSet,
+    MiB,
+    Scenario,
+    ensure_dataset,
+    scenarios_for,
+    select_scenarios,
+    sha256_file,
+)
+from ssec_transfer.benchmark.stats import RunRecord
+from ssec_transfer.keys import SSECustomerKey
+
+RECLAIM_ABOVE = 256 * MiB  # compact the embedded server's volumes after deleting this much
+QUIET_WINDOW = 0.5  # seconds sampled before a run to see whether the machine is idle
+QUIET_CORES = 0.15  # what other processes may use, in cores, for the machine to count as idle
+NOISY_RETRIES = 2
+
+
+def _say(text: str) -> None:
+    print(f"bench: {text}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The validated options."""
+
+    embedded: bool
+    endpoint_url: str | None
+    bucket: str | None
+    profile: str | None
+    region: str | None
+    ca_bundle: str | None
+    quick: bool
+    runs: int
+    runs_4g: int
+    warmup: int
+    tools: list[str]
+    scenarios: list[Scenario]
+    out: Path
+    data_dir: Path
+    peers_dir: Path
+    quiet_wait: float
+    max_noise: float
+    nice: int
+
+    def rounds(self, scenario: Scenario) -> tuple[int, int]:
+        """(warm-up rounds, measured rounds). The 4 GiB cases run the same code paths as the
+        1 GiB ones right before them, so they need no warm-up of their own."""
+        if scenario.data == "4g":
+            return 0, self.runs_4g
+        return self.warmup, self.runs
+
+
+def plan_from_args(args: argparse.Namespace) -> Plan:
+    if args.embedded and args.endpoint_url:
+        raise ValueError("--embedded and --endpoint-url exclude each other")
+    if args.endpoint_url and not args.bucket:
+        raise ValueError("--endpoint-url needs --bucket (objects go below a prefix of their own)")
+    if args.endpoint_url and not args.endpoint_url.startswith("https://"):
+        raise ValueError("SSE-C needs HTTPS: give an https:// endpoint")
+    tools = list(dict.fromkeys(args.tools or TOOLS))
+    unknown = [t for t in tools if t not in TOOLS]
+    if unknown:
+        raise ValueError(f"unknown tool(s) {', '.join(unknown)}; choose from {', '.join(TOOLS)}")
+    specs = QUICK_SPECS if args.quick else FULL_SPECS
+    runs = args.runs if args.runs is not None else (1 if args.quick else 3)
+    return Plan(
+        embedded=not args.endpoint_url,
+        endpoint_url=args.endpoint_url,
+        bucket=args.bucket,
+        profile=args.profile,
+        region=args.region,
+        ca_bundle=args.ca_bundle,
+        quick=args.quick,
+        runs=runs,
+        runs_4g=args.runs_4g if args.runs_4g is not None else runs,
+        warmup=args.warmup,
+        tools=tools,
+        scenarios=select_scenarios(scenarios_for(specs), args.scenarios),
+        # Absolute: the tools run with the private work folder as their current directory.
+        out=args.out.absolute(),
+        data_dir=args.data_dir.absolute(),
+        peers_dir=args.peers_dir.absolute(),
+        quiet_wait=args.quiet_wait,
+        max_noise=args.max_noise,
+        nice=args.nice,
+    )
+
+
+# -- setup ---------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _private_dir(parent: Path) -> Iterator[Path]:
+    parent.mkdir(parents=True, exist_ok=True)
+    path = parent / f".run-{os.getpid()}"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(mode=0o700)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _keygen(path: Path) -> SSECustomerKey:
+    """A fresh key written by `ssec-transfer keygen` (mode 0600), as a user would make one."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "ssec_transfer", "keygen", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"ssec-transfer keygen failed: {proc.stderr.strip()}")
+    return SSECustomerKey.from_file(path)
+
+
+def _install_tools(plan: Plan, report: Report) -> list[Tool]:
+    ready: list[Tool] = []
+    for name in plan.tools:
+        tool = TOOLS[name]()
+        try:
+            tool.install(plan.peers_dir, _say)
+            version = tool.version()
+        except (ToolUnavailable, OSError, subprocess.SubprocessError) as exc:
+            _say(f"skipping {name}: {exc}")
+            report.tools[name] = {"available": False, "reason": str(exc), "note": tool.note}
+            report.notes.append(f"{name} was skipped: it could not be installed or run ({exc}).")
+            continue
+        report.tools[name] = {"available": True, "version": version, "note": tool.note}
+        ready.append(tool)
+    return ready
+
+
+# -- one run -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Runner:
+    plan: Plan
+    store: Store
+    target: Target
+    workdir: Path
+    prefix: str
+    time_binary: Path | None
+
+    def seed(self, data: DataSet) -> str:
+        where = f"{self.prefix}/seed/{data.name}"
+        _say(f"seeding {data.name} for the download runs (ssec-transfer engine, untimed)")
+        self.store.seed(data, where)
+        self.store.check(data, where, self.workdir / "check")
+        return where
+
+    def timeout(self, data: DataSet) -> float:
+        return 300.0 + data.total_bytes / (2 * MiB)  # anything slower than 2 MiB/s is broken
+
+    def run_once(
+        self, tool: Tool, sc: Scenario, data: DataSet, rnd: int, warm: bool, seeded: str | None
+    ) -> list[RunRecord]:
+        """One run; repeated (up to NOISY_RETRIES times) while other processes took more
+        than `max_noise` cores on average during it. Every attempt is returned and kept in
+        the JSON; only the clean one counts when one exists."""
+        attempts: list[RunRecord] = []
+        for attempt in range(NOISY_RETRIES + 1):
+            self.wait_for_quiet()
+            rec = self.attempt(tool, sc, data, rnd, warm, seeded)
+            noise = (rec.other_cpu_s or 0.0) / rec.wall_s if rec.wall_s > 0 else 0.0
+            if noise <= self.plan.max_noise or not rec.ok:
+                attempts.append(rec)
+                return attempts
+            attempts.append(replace(rec, noisy=True))
+            if attempt < NOISY_RETRIES:
+                _say(
+                    f"{sc.id} {tool.name}: other processes used {noise:.2f} cores during "
+                    "the run; repeating it"
+                )
+        return attempts
+
+    def wait_for_quiet(self) -> None:
+        """Start a run only once the rest of the machine (not the server) is idle, or give up
+        after `quiet_wait` seconds: a test suite next door would otherwise land in the run."""
+        if self.plan.quiet_wait <= 0:
+            return
+        deadline = time.monotonic() + self.plan.quiet_wait
+        announced = False
+        while True:
+            busy0, server0 = machine_busy_seconds(), self.store.server_cpu_seconds()
+            time.sleep(QUIET_WINDOW)
+            busy1, server1 = machine_busy_seconds(), self.store.server_cpu_seconds()
+            if busy0 is None or busy1 is None:
+                return
+            others = (busy1 - busy0 - ((server1 or 0.0) - (server0 or 0.0))) / QUIET_WINDOW
+            if others <= QUIET_CORES:
+                return
+            if time.monotonic() > deadline:
+                _say(f"machine still busy ({others:.2f} cores used by others); running anyway")
+                return
+            if not announced:
+                _say(f"waiting for a quiet machine ({others:.2f} cores used by others)")
+                announced = True
+
+    def attempt(
+        self, tool: Tool, sc: Scenario, data: DataSet, rnd: int, warm: bool, seeded: str | None
+    ) -> RunRecord:
+        logs = self.workdir / "logs"
+        logs.mkdir(exist_ok=True)
+        stem = f"{sc.id}-{tool.name}-{rnd}"
+        names = [f.rel for f in data.files]
+        if sc.direction == "up":
+            where = f"{self.prefix}/up/{sc.id}/{tool.name}/{rnd}"
+            if data.is_tree:
+                argv = tool.put_tree(self.target, data.root, where, names)
+            else:
+                f = data.files[0]
+                argv = tool.put_file(self.target, data.path(f), f"{where}/{f.rel}")
+            dest = None
+        else:
+            assert seeded is not None
+            where = seeded
+            dest = self.workdir / "down" / stem
+            shutil.rmtree(dest, ignore_errors=True)
+            dest.mkdir(parents=True)
+            if data.is_tree:
+                argv = tool.get_tree(self.target, seeded, dest, names)
+            else:
+                f = data.files[0]
+                argv = tool.get_file(self.target, f"{seeded}/{f.rel}", dest / f.rel)
+        inv = tool.invocation(self.target, argv)
+        os.sync()  # the previous run's dirty pages are not this run's cost
+        server_before = self.store.server_cpu_seconds()
+        busy_before = machine_busy_seconds()
+        m = run_measured(
+            inv.argv,
+            env=inv.env,
+            stdout=logs / f"{stem}.out",
+            stderr=logs / f"{stem}.err",
+            timeout=self.timeout(data),
+            cwd=self.workdir,
+            time_binary=self.time_binary,
+        )
+        server_after = self.store.server_cpu_seconds()
+        busy_after = machine_busy_seconds()
+        error: str | None = None
+        try:
+            if m.timed_out:
+                error = f"timed out after {self.timeout(data):.0f} s"
+            elif m.returncode != 0:
+                tail = (logs / f"{stem}.err").read_text(errors="replace").strip()[-400:]
+                error = f"exit code {m.returncode}: {tail}"
+            elif sc.direction == "up":
+                self.store.check(data, where, self.workdir / "check")
+            else:
+                assert dest is not None
+                _check_local(data, dest)
+        except (VerificationError, OSError) as exc:
+            error = f"verification failed: {exc}"
+        except Exception as exc:  # the engine's read-back failed: the tool's upload is suspect
+            error = f"read-back failed: {type(exc).__name__}: {exc}"
+        finally:
+            if sc.direction == "up":
+                self.store.delete_prefix(where)
+                if data.total_bytes >= RECLAIM_ABOVE:
+                    self.store.reclaim_space()
+            elif dest is not None:
+                shutil.rmtree(dest, ignore_errors=True)
+        server = (
+            None if server_before is None or server_after is None else server_after - server_before
+        )
+        other = None
+        if busy_before is not None and busy_after is not None:
+            # Clock-tick granularity makes small negatives possible; they mean "nothing".
+            other = max(0.0, busy_after - busy_before - m.cpu_s - (server or 0.0))
+        return RunRecord(
+            scenario=sc.id,
+            tool=tool.name,
+            round=rnd,
+            warmup=warm,
+            bytes=data.total_bytes,
+            files=len(data.files),
+            ok=error is None,
+            wall_s=round(m.wall_s, 4),
+            user_s=round(m.user_s, 4),
+            sys_s=round(m.sys_s, 4),
+            max_rss_bytes=m.max_rss_bytes,
+            rss_exact=m.rss_exact,
+            server_cpu_s=None if server is None else round(server, 3),
+            other_cpu_s=None if other is None else round(other, 3),
+            error=error,
+        )
+
+
+def _check_local(data: DataSet, dest: Path) -> None:
+    found = {p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()}
+    wanted = {f.rel for f in data.files}
+    if found != wanted:
+        missing, extra = sorted(wanted - found), sorted(found - wanted)
+        raise VerificationError(f"files differ: missing {missing[:3]}, unexpected {extra[:3]}")
+    for f in data.files:
+        if sha256_file(dest / f.rel) != f.sha256:
+            raise VerificationError(f"{f.rel} differs from the source")
+
+
+def _progress(done: int, total: int, rec: RunRecord, label: str) -> None:
+    status = "ok" if rec.ok else f"FAILED {(rec.error or '')[:200]}"
+    _say(
+        f"[{done}/{total}] {rec.scenario:<10} {rec.tool:<13} {label:<9} "
+        f"{rec.wall_s:7.2f} s {rec.mib_per_s:7.1f} MiB/s  cpu {rec.cpu_s:6.2f} s  "
+        f"rss {rec.max_rss_bytes / MiB:6.0f} MiB  server {rec.server_cpu_s or 0:5.1f} s  "
+        f"others {rec.other_cpu_s or 0:5.1f} s  {status}"
+    )
+
+
+def _run_scenarios(
+    runner: Runner, tools: Sequence[Tool], datasets: dict[str, DataSet], report: Report
+) -> None:
+    plan = runner.plan
+    total = sum(sum(plan.rounds(sc)) * len(tools) for sc in plan.scenarios)
+    done = 0
+    seeded: dict[str, str] = {}
+    for sc in plan.scenarios:
+        data = datasets[sc.data]
+        warm, measured = plan.rounds(sc)
+        if sc.direction == "down" and sc.data not in seeded:
+            seeded[sc.data] = runner.seed(data)
+        failed: set[str] = set()
+        for rnd in range(warm + measured):
+            for tool in tools:
+                if tool.name in failed:
+                    done += 1
+                    continue
+                is_warm = rnd < warm
+                attempts = runner.run_once(tool, sc, data, rnd, is_warm, seeded.get(sc.data))
+                report.records.extend(attempts)
+                rec = attempts[-1]
+                done += 1
+                _progress(
+                    done, total, rec, "warm-up" if is_warm else f"run {rnd - warm + 1}/{measured}"
+                )
+                if not rec.ok:
+                    failed.add(tool.name)  # a broken tool would only fail again; move on
+        if sc.direction == "down" and all(
+            s.data != sc.data or s.direction != "down"
+            for s in plan.scenarios[plan.scenarios.index(sc) + 1 :]
+        ):
+            runner.store.delete_prefix(seeded[sc.data])
+            if data.total_bytes >= RECLAIM_ABOVE:
+                runner.store.reclaim_space()
+
+
+# -- entry points --------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark described by `args` (see `add_arguments`); return an exit code."""
+    try:
+        plan = plan_from_args(args)
+    except ValueError as exc:
+        print(f"ssec-transfer bench: error: {exc}", file=sys.stderr)
+        return 2
+    shell_group_nice = autogroup_nice(os.getpid())
+    if plan.nice:
+        # Inherited by every tool the harness starts; the server gets its own below.
+        failure = prioritise(os.getpid(), plan.nice)
+        if failure:
+            print(
+                f"ssec-transfer bench: error: cannot set nice {plan.nice}: {failure}",
+                file=sys.stderr,
+            )
+            return 2
+    facts = machine_facts()
+    stem = f"{time.strftime('%Y-%m-%d')}-{machine_name(facts)}" + ("-quick" if plan.quick else "")
+    time_binary = ensure_gnu_time()
+    report = Report(
+        command=_command_line(),
+        settings={
+            "quick": plan.quick,
+            "runs": plan.runs,
+            "runs_4g": plan.runs_4g,
+            "warmup": plan.warmup,
+            "runs_text": f"{plan.warmup} warm-up + {plan.runs} measured per tool and scenario "
+            f"(4 GiB: no warm-up, {plan.runs_4g} measured), tools interleaved",
+            "tools": plan.tools,
+            "scenarios": [s.id for s in plan.scenarios],
+            "rss_measured_with": str(time_binary) if time_binary else "wait4 ru_maxrss",
+            "nice": plan.nice,
+            "quiet_wait_s": plan.quiet_wait,
+            "max_noise_cores": plan.max_noise,
+        },
+        machine=facts,
+        server={},
+        scenarios={},
+        tools={},
+    )
+    report.notes.extend(NO_SSEC_TOOLS.values())
+    if time_binary is None:
+        report.notes.append(
+            "GNU time is not installed (apt-get install time): peak RSS comes from wait4 and "
+            "includes the harness's own RSS at fork time as a floor, so small tools read high."
+        )
+    if plan.nice < 0:
+        report.notes.append(
+            f"The harness, the server and every tool ran at nice {plan.nice}, so that other "
+            "work on this shared machine yielded the CPU to the measurements."
+        )
+    if not plan.embedded:
+        report.notes.append("Endpoint given by the user; server CPU is not measured.")
+    else:
+        report.notes.append(
+            "Client and server share this machine's cores: client CPU the tool does not burn "
+            "is left to the server, which is why CPU per GiB matters beside wall time."
+        )
+    exit_code = 0
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt  # unwind through the cleanup: server, objects, work folder
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        with _private_dir(plan.data_dir) as workdir:
+            try:
+                _benchmark(plan, report, workdir, time_binary)
+            except KeyboardInterrupt:
+                report.notes.append("Interrupted: the results are partial.")
+                exit_code = 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if plan.nice:
+            restore_autogroup(os.getpid(), shell_group_nice)
+    repeated = sum(r.noisy for r in report.records)
+    if repeated:
+        report.notes.append(
+            f"{repeated} run(s) were repeated because other processes used more than "
+            f"{plan.max_noise} cores during them; the JSON keeps them, marked noisy."
+        )
+    report.finished = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    paths = write_all(report, plan.out, stem)
+    for kind, path in paths.items():
+        _say(f"wrote {kind}: {path}")
+    if exit_code == 0 and any(not r.ok for r in report.records):
+        exit_code = 1
+    return exit_code
+
+
+def _command_line() -> list[str]:
+    """The command as the user typed it (`ssec-transfer bench ...` or `python -m ...`)."""
+    first = Path(sys.argv[0])
+    if first.name == "__main__.py":
+        return ["python", "-m", "ssec_transfer.benchmark", *sys.argv[1:]]
+    return [first.name, *sys.argv[1:]]
+
+
+def _benchmark(plan: Plan, report: Report, workdir: Path, time_binary: Path | None) -> None:
+    specs = {s.name: s for s in (QUICK_SPECS if plan.quick else FULL_SPECS)}
+    needed = dict.fromkeys(s.data for s in plan.scenarios)
+    datasets = {
+        name: ensure_dataset(
+            specs[name], plan.data_dir / ("quick" if plan.quick else "full"), say=_say
+        )
+        for name in needed
+    }
+    for sc in plan.scenarios:
+        warm, measured = plan.rounds(sc)
+        data = datasets[sc.data]
+        report.scenarios[sc.id] = {
+            "label": sc.label,
+            "direction": sc.direction,
+            "bytes": data.total_bytes,
+            "files": len(data.files),
+            "warmup_rounds": warm,
+            "measured_rounds": measured,
+        }
+    tools = _install_tools(plan, report)
+    if not tools:
+        raise RuntimeError("no tool could be installed")
+
+    server_cm: contextlib.AbstractContextManager[Connection]
+    if plan.embedded:
+        _say("starting the embedded SeaweedFS server (HTTPS only)")
+        server_cm = embedded_server(workdir / "server", nice=plan.nice)
+    else:
+        assert plan.endpoint_url is not None
+        assert plan.bucket is not None
+        server_cm = contextlib.nullcontext(
+            user_endpoint(
+                plan.endpoint_url,
+                plan.bucket,
+                region=plan.region,
+                ca_bundle=plan.ca_bundle,
+                profile=plan.profile,
+            )
+        )
+    with server_cm as conn:
+        report.server = conn.server
+        key = _keygen(workdir / "sse-c.key")
+        store = Store(conn, key)
+        store.ensure_bucket(create=plan.embedded)
+        prefix = new_prefix()
+        report.server["prefix"] = prefix
+        target = Target(
+            endpoint_url=conn.endpoint_url,
+            bucket=conn.bucket,
+            region=conn.region,
+            ca_bundle=conn.ca_bundle,
+            profile=conn.profile,
+            key_file=workdir / "sse-c.key",
+            env=conn.env,
+            private_dir=workdir,
+            presign=store.presign,
+        )
+        for tool in tools:
+            tool.configure(target)
+        runner = Runner(plan, store, target, workdir, prefix, time_binary)
+        try:
+            _run_scenarios(runner, tools, datasets, report)
+        finally:
+            removed = store.delete_prefix(prefix)
+            _say(f"removed {removed} leftover object(s) under {prefix}/")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `ssec-transfer bench` (and `python -m ssec_transfer.benchmark`)."""
+    g = parser.add_argument_group("where")
+    g.add_argument(
+        "--endpoint-url",
+        metavar="URL",
+        help="your S3 endpoint (https://); default: the embedded server",
+    )
+    g.add_argument(
+        "--bucket",
+        help="your bucket; objects go below a prefix of their own and are deleted afterwards",
+    )
+    g.add_argument(
+        "--embedded",
+        action="store_true",
+        help="start the embedded SeaweedFS server (the default without --endpoint-url)",
+    )
+    g.add_argument(
+        "--profile", help="AWS profile for credentials (else the environment, like the AWS CLI)"
+    )
+    g.add_argument("--region", help="signing region (default: the profile's, else us-east-1)")
+    g.add_argument(
+        "--ca-bundle", metavar="PEM", help="CA certificates for your endpoint (else AWS_CA_BUNDLE)"
+    )
+    g = parser.add_argument_group("what")
+    g.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes and 1 run: proves the harness works, judges nothing",
+    )
+    g.add_argument(
+        "--runs",
+        type=_positive,
+        metavar="N",
+        help="measured runs per tool and scenario (default 3; --quick: 1)",
+    )
+    g.add_argument(
+        "--runs-4g",
+        type=_positive,
+        metavar="N",
+        help="measured runs of the 4 GiB scenarios (default: --runs)",
+    )
+    g.add_argument(
+        "--warmup",
+        type=_non_negative,
+        default=1,
+        metavar="N",
+        help="warm-up rounds, not counted (default 1)",
+    )
+    g.add_argument(
+        "--tools",
+        type=_names,
+        action="extend",
+        metavar="LIST",
+        help=f"comma-separated subset of {','.join(TOOLS)}",
+    )
+    g.add_argument(
+        "--scenarios",
+        type=_names,
+        action="extend",
+        metavar="LIST",
+        help="comma-separated subset of 1g,small,4g or 1g-up,1g-down,small-up,...",
+    )
+    g.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="before each run, wait up to S seconds for other processes to go idle (default 120)",
+    )
+    g.add_argument(
+        "--max-noise",
+        type=float,
+        default=0.25,
+        metavar="CORES",
+        help="repeat a run (twice at most) when other processes used more than this many "
+        "cores on average during it (default 0.25)",
+    )
+    g.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run the server and the tools at this nice value; a negative one (root only) "
+        "makes other work on a shared machine yield the CPU (default 0)",
+    )
+    g = parser.add_argument_group("files")
+    g.add_argument(
+        "--out",
+        type=Path,
+        default=Path("benchmarks/results"),
+        metavar="DIR",
+        help="results folder (default benchmarks/results)",
+    )
+    g.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("benchmarks/data"),
+        metavar="DIR",
+        help="generated data, reused across runs (default benchmarks/data)",
+    )
+    g.add_argument(
+        "--peers-dir",
+        type=Path,
+        default=Path("benchmarks/peers"),
+        metavar="DIR",
+        help="where the peers are installed (default benchmarks/peers)",
+    )
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
