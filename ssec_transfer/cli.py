@@ -22,6 +22,7 @@ from typing import Any, Literal, NoReturn
 import anyio
 
 from ssec_transfer import __version__, keyring_cli, watch
+from ssec_transfer import distributed as dask_cluster
 from ssec_transfer.bulk import (
     JobOutcome,
     TransferJob,
@@ -181,6 +182,9 @@ def _add_bulk(p: argparse.ArgumentParser) -> None:
         "--ledger", type=Path, metavar="PATH", help="ledger database (default: XDG data dir)"
     )
     g.add_argument("--no-ledger", action="store_true", help="do not record transfers in the ledger")
+    dask_cluster.add_arguments(
+        p.add_argument_group("Dask cluster (pip install 'ssec-transfer[dask]')")
+    )
 
 
 def _add_via(p: argparse.ArgumentParser) -> None:
@@ -598,6 +602,8 @@ def _no_positionals_with_manifest(args: argparse.Namespace, *names: str) -> None
 
 async def cmd_put(args: argparse.Namespace) -> int:
     key = load_key(args)
+    if dask_cluster.cluster_from_args(args) and not (args.recursive or args.manifest):
+        raise UsageError("--dask and --dask-local run many files: add --recursive or --manifest")
     if args.manifest:
         _no_positionals_with_manifest(args, "source", "target")
         jobs = await anyio.to_thread.run_sync(
@@ -647,6 +653,8 @@ async def cmd_put(args: argparse.Namespace) -> int:
 
 async def cmd_get(args: argparse.Namespace) -> int:
     key = load_key(args)
+    if dask_cluster.cluster_from_args(args) and not (args.recursive or args.manifest):
+        raise UsageError("--dask and --dask-local run many files: add --recursive or --manifest")
     if args.manifest:
         _no_positionals_with_manifest(args, "source", "dest")
         jobs = await anyio.to_thread.run_sync(
@@ -710,14 +718,21 @@ async def _run_bulk(
             len(planned), sum(j.size or 0 for j in planned), enabled=_progress_enabled(args)
         )
         try:
-            async with run_jobs(
-                engine,
-                planned,
-                fail_fast=args.fail_fast,
-                skip_existing=args.skip_existing,
-                max_files=args.max_files,
-                on_bytes=display.add_bytes,
-            ) as outcomes:
+            cluster = dask_cluster.cluster_from_args(args)
+            runner = (
+                dask_cluster.run_jobs_distributed(
+                    engine, planned, cluster=cluster, fail_fast=args.fail_fast,
+                    skip_existing=args.skip_existing, max_files=args.max_files,
+                    on_bytes=display.add_bytes,
+                )
+                if cluster
+                else run_jobs(
+                    engine, planned, fail_fast=args.fail_fast,
+                    skip_existing=args.skip_existing, max_files=args.max_files,
+                    on_bytes=display.add_bytes,
+                )
+            )  # fmt: skip
+            async with runner as outcomes:
                 async for outcome in outcomes:
                     counts[outcome.status] += 1
                     display.file_done(failed=outcome.status == "failed")
@@ -729,7 +744,11 @@ async def _run_bulk(
                         _print_json(outcome.to_dict())
         finally:
             display.close()
-        stats = engine.scheduler.stats()
+        stats: Any = (
+            outcomes
+            if isinstance(outcomes, dask_cluster.DaskOutcomes)
+            else engine.scheduler.stats()
+        )
     seconds = time.perf_counter() - started
     not_run = len(planned) - sum(counts.values())
     summary = {

@@ -285,6 +285,8 @@ async def download_file(
     journal_id: int | None = None
     finished: dict[int, int] = {}
     reuse: Path | None = None
+    if resumable is not None and not resumable.resume:
+        resumable = None  # downloads journal their ranges only when asked to be resumable
     if resumable is not None and len(parts) > 1:
         target = await anyio.to_thread.run_sync(target.absolute)
         entry = await anyio.to_thread.run_sync(
