@@ -14,9 +14,9 @@ import io
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
@@ -323,13 +323,23 @@ async def _already_there(engine: Any, job: TransferJob) -> bool:
     return bool(await anyio.to_thread.run_sync(_file_crc, job.path) == entry.checksum)
 
 
+KeyResolver = Callable[[TransferJob], Awaitable[SSECustomerKey | None]]
+
+
 async def _run_one(
-    engine: Any, job: TransferJob, *, skip_existing: bool, progress: _Progress
+    engine: Any,
+    job: TransferJob,
+    *,
+    skip_existing: bool,
+    progress: _Progress,
+    key_resolver: KeyResolver | None = None,
 ) -> JobOutcome:
     started = time.perf_counter()
     if job.problem is not None:
         return JobOutcome(job, "failed", error=job.problem)
     try:
+        if job.sse_key is None and key_resolver is not None and job.operation == "download":
+            job = replace(job, sse_key=await key_resolver(job))
         if skip_existing and await _already_there(engine, job):
             if progress.on_bytes and job.size:
                 progress.on_bytes(job.size)
@@ -368,6 +378,7 @@ async def run_jobs(
     skip_existing: bool = False,
     max_files: int | None = None,
     on_bytes: Callable[[int], None] | None = None,
+    key_resolver: KeyResolver | None = None,
 ) -> AsyncIterator[AsyncIterator[JobOutcome]]:
     """Run `jobs` on `engine`; iterate the outcomes as they finish.
 
@@ -390,7 +401,11 @@ async def run_jobs(
             async def one(job: TransferJob, token: object) -> None:
                 try:
                     outcome = await _run_one(
-                        engine, job, skip_existing=skip_existing, progress=progress
+                        engine,
+                        job,
+                        skip_existing=skip_existing,
+                        progress=progress,
+                        key_resolver=key_resolver,
                     )
                     await send.send(outcome)
                     if fail_fast and outcome.status == "failed":

@@ -35,7 +35,7 @@ from ssec_transfer.checksums import MODES
 from ssec_transfer.client import ConnectionSettings
 from ssec_transfer.copy import CopyOutcome
 from ssec_transfer.engine import TransferConfig, TransferEngine
-from ssec_transfer.errors import KeyFileError, SSECTransferError, UsageError
+from ssec_transfer.errors import KeyFileError, SSECTransferError, UnexpectedKeyError, UsageError
 from ssec_transfer.keyring import resolve_key
 from ssec_transfer.keys import ARGV_HINT, SSECustomerKey
 from ssec_transfer.progress import BulkProgress, ProgressBar
@@ -586,6 +586,19 @@ async def _key_for_object(
     )
 
 
+def _warn_unsaved_key(args: argparse.Namespace) -> None:
+    """SSE-C keys are not kept by the server: one that lives only in an environment
+    variable is one closed terminal away from losing every object it encrypts."""
+    if getattr(args, "key_env", None):
+        log.warning(
+            "the key comes from the environment variable %s and is saved nowhere else: if it "
+            "is lost, the objects it encrypts are lost; save it (`ssec-transfer keyring add "
+            "NAME --key-env %s`) or use --key-file",
+            args.key_env,
+            args.key_env,
+        )
+
+
 def _require_key(key: SSECustomerKey | None, what: str) -> SSECustomerKey:
     if key is None:
         raise UsageError(
@@ -602,6 +615,7 @@ def _no_positionals_with_manifest(args: argparse.Namespace, *names: str) -> None
 
 async def cmd_put(args: argparse.Namespace) -> int:
     key = load_key(args)
+    _warn_unsaved_key(args)
     if dask_cluster.cluster_from_args(args) and not (args.recursive or args.manifest):
         raise UsageError("--dask and --dask-local run many files: add --recursive or --manifest")
     if args.manifest:
@@ -703,6 +717,28 @@ async def cmd_get(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _keyring_resolver(
+    args: argparse.Namespace, engine: TransferEngine
+) -> Callable[[TransferJob], Awaitable[SSECustomerKey | None]] | None:
+    """With --keyring, each object's key is looked up (ledger, then HEAD with each key);
+    plain objects get none."""
+    keyring = await keyring_cli.keyring_from_args(args)
+    if keyring is None:
+        return None
+    ring = keyring
+
+    async def resolve(job: TransferJob) -> SSECustomerKey | None:
+        try:
+            return await resolve_key(
+                engine, job.bucket, job.key, job.version_id, ring,
+                max_tries=args.keyring_max_tries,
+            )  # fmt: skip
+        except UnexpectedKeyError:
+            return None
+
+    return resolve
+
+
 async def _run_bulk(
     args: argparse.Namespace,
     jobs: list[TransferJob] | Callable[[TransferEngine], Awaitable[list[TransferJob]]],
@@ -729,7 +765,7 @@ async def _run_bulk(
                 else run_jobs(
                     engine, planned, fail_fast=args.fail_fast,
                     skip_existing=args.skip_existing, max_files=args.max_files,
-                    on_bytes=display.add_bytes,
+                    on_bytes=display.add_bytes, key_resolver=await _keyring_resolver(args, engine),
                 )
             )  # fmt: skip
             async with runner as outcomes:
