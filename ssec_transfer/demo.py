@@ -76,8 +76,13 @@ async def _demo_steps(root: Path, info: object, size: int, config: TransferConfi
 
     bucket = "ssec-demo"
     progress = sys.stderr.isatty()
+    # A throwaway server: keep its objects out of the user's ledger and resume journal.
     async with TransferEngine(
-        endpoint_url=info.endpoint_url, ca_bundle=str(info.ca_bundle), config=config
+        endpoint_url=info.endpoint_url,
+        ca_bundle=str(info.ca_bundle),
+        config=config,
+        ledger=None,
+        journal=None,
     ) as engine:
         await engine.client.create_bucket(Bucket=bucket)
         with ProgressBar("upload", enabled=progress) as bar:
