@@ -21,7 +21,7 @@ from typing import Any, Literal, NoReturn
 
 import anyio
 
-from ssec_transfer import __version__, keyring_cli, watch
+from ssec_transfer import __version__, argtypes, keyring_cli, watch
 from ssec_transfer import distributed as dask_cluster
 from ssec_transfer.bulk import (
     JobOutcome,
@@ -56,23 +56,6 @@ Endpoint and credentials resolve like the AWS CLI: --endpoint-url or AWS_ENDPOIN
 """
 
 
-def _size(text: str) -> int:
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
@@ -93,7 +76,7 @@ def _add_connection(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--max-attempts",
-        type=_positive_int,
+        type=argtypes.positive_int,
         default=5,
         metavar="N",
         help="attempts per request (botocore) and per part body (default 5)",
@@ -174,7 +157,7 @@ def _add_bulk(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--max-files",
-        type=_positive_int,
+        type=argtypes.positive_int,
         metavar="N",
         help="files in progress at once (default: twice --concurrency)",
     )
@@ -213,21 +196,21 @@ def _add_tuning(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("performance")
     g.add_argument(
         "--concurrency",
-        type=_positive_int,
+        type=argtypes.positive_int,
         default=d.concurrency,
         metavar="N",
         help=f"requests in flight (default {d.concurrency})",
     )
     g.add_argument(
         "--part-size",
-        type=_size,
+        type=argtypes.size,
         metavar="SIZE",
         help="multipart part / ranged GET size, e.g. 16MiB (default: 8 MiB, grown "
         "automatically so an upload never needs more than 10,000 parts)",
     )
     g.add_argument(
         "--multipart-threshold",
-        type=_size,
+        type=argtypes.size,
         metavar="SIZE",
         default=d.multipart_threshold,
         help="files below this go in one request (default 8MiB)",
@@ -242,7 +225,7 @@ def _add_tuning(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--max-memory",
-        type=_size,
+        type=argtypes.size,
         metavar="SIZE",
         default=d.max_memory,
         help="budget for part buffers in flight (default 64MiB), whatever the file size",
@@ -289,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     put.add_argument("target", metavar="s3://BUCKET/KEY", nargs="?")
     put.add_argument(
         "--expected-size",
-        type=_size,
+        type=argtypes.size,
         metavar="SIZE",
         help="for SRC -: the stream's approximate size, so parts are sized to stay within "
         "10,000 parts",
@@ -493,7 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
         "byte-identical, show that reading without the key and with a wrong key fails, print "
         "MiB/s for both directions, and stop the server.",
     )
-    demo.add_argument("--size", type=_size, default=parse_size("1GiB"), help="default 1GiB")
+    demo.add_argument("--size", type=argtypes.size, default=parse_size("1GiB"), help="default 1GiB")
     demo.add_argument("--dir", type=Path, help="work folder (default: a temporary one)")
     _add_tuning(demo)
     keyring_cli.add_commands(sub, command)

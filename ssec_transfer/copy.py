@@ -46,7 +46,7 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from ssec_transfer.bodies import PartBody
 from ssec_transfer.checksums import ChecksumPolicy
 from ssec_transfer.crc import combine_parts, crc32c, digest_text
-from ssec_transfer.download import head_object, pinned_get
+from ssec_transfer.download import get_object, head_object, pinned_get
 from ssec_transfer.errors import (
     ErrorContext,
     IntegrityError,
@@ -62,7 +62,7 @@ from ssec_transfer.listing import iter_keys, list_key_versions
 from ssec_transfer.multipart import create_multipart_upload
 from ssec_transfer.plan import MAX_SINGLE_PUT, GiB, MiB, Part, plan_parts, plan_upload
 from ssec_transfer.results import ObjectInfo, TransferResult
-from ssec_transfer.s3errors import diagnose_key_failure, status_of, translate, translated
+from ssec_transfer.s3errors import status_of, translate, translated
 from ssec_transfer.scheduler import Scheduler
 from ssec_transfer.taskgroups import task_group
 from ssec_transfer.upload import abort_quietly
@@ -828,16 +828,7 @@ async def _get_range(
     params = dict(pin)
     if ranged and part.length > 0 and not whole:
         params["Range"] = part.http_range
-    try:
-        resp = await client.get_object(**params)
-    except Exception as exc:
-        if status_of(exc) in (400, 403):
-            diagnosed = await diagnose_key_failure(
-                client, ctx, key_sent=sse is not None, version_id=pin.get("VersionId")
-            )
-            if diagnosed:
-                raise diagnosed from None
-        raise translate(exc, ctx, key_sent=sse is not None) from exc
+    resp = await get_object(client, params, ctx, key_sent=sse is not None)
     if whole and resp.get("ContentLength") != size:
         raise IntegrityError(
             f"a whole-object GET announced {resp.get('ContentLength')} bytes, not {size}",

@@ -95,6 +95,7 @@ import anyio.to_thread
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from ssec_transfer import argtypes
 from ssec_transfer.bulk import JobOutcome, TransferJob, run_jobs
 from ssec_transfer.client import ConnectionSettings
 from ssec_transfer.engine import TransferConfig, TransferEngine
@@ -109,7 +110,6 @@ from ssec_transfer.keys import SSECustomerKey
 from ssec_transfer.ledger import Ledger, LedgerEntry
 from ssec_transfer.plan import MiB
 from ssec_transfer.results import TransferResult
-from ssec_transfer.units import parse_size
 
 log = logging.getLogger(__name__)
 
@@ -164,23 +164,6 @@ class DaskCluster:
         return self.address.split("://", 1)[0].lower() in _SECRET_SAFE_SCHEMES
 
 
-def _size(text: str) -> int:
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _workers(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def add_arguments(group: argparse._ArgumentGroup | argparse.ArgumentParser) -> None:
     """--dask ADDRESS | --dask-local N, and --dask-batch-size, for the bulk commands."""
     where = group.add_mutually_exclusive_group()
@@ -192,13 +175,13 @@ def add_arguments(group: argparse._ArgumentGroup | argparse.ArgumentParser) -> N
     )
     where.add_argument(
         "--dask-local",
-        type=_workers,
+        type=argtypes.positive_int,
         metavar="N",
         help="run the transfers on a Dask cluster of N worker processes on this machine",
     )
     group.add_argument(
         "--dask-batch-size",
-        type=_size,
+        type=argtypes.size,
         metavar="SIZE",
         default=DaskCluster.max_batch_bytes,
         help="with --dask/--dask-local: at most this many bytes per batch (default 4GiB)",

@@ -139,6 +139,24 @@ async def _bucket_exists(client: Any, bucket: str) -> bool:
     return True
 
 
+async def get_object(
+    client: Any, params: dict[str, Any], ctx: ErrorContext, *, key_sent: bool
+) -> dict[str, Any]:
+    """GetObject; a 400/403 is diagnosed (wrong, missing or unexpected key) the same way on
+    every server, anything else translated into the tool's errors."""
+    try:
+        resp: dict[str, Any] = await client.get_object(**params)
+    except Exception as exc:
+        if status_of(exc) in (400, 403):
+            diagnosed = await diagnose_key_failure(
+                client, ctx, key_sent=key_sent, version_id=params.get("VersionId")
+            )
+            if diagnosed:
+                raise diagnosed from None
+        raise translate(exc, ctx, key_sent=key_sent) from exc
+    return resp
+
+
 def pinned_get(info: ObjectInfo, ssec: SSECustomerKey | None) -> dict[str, Any]:
     """GetObject parameters that read exactly the object version a HEAD saw, or fail (412)."""
     pin: dict[str, Any] = {"Bucket": info.bucket, "Key": info.key}
@@ -463,16 +481,7 @@ async def _fetch_range(
         params = dict(pin)
         if part.length > 0 and (ranged or received):
             params["Range"] = f"bytes={part.offset + received}-{part.end - 1}"
-        try:
-            resp = await client.get_object(**params)
-        except Exception as exc:
-            if status_of(exc) in (400, 403):
-                diagnosed = await diagnose_key_failure(
-                    client, ctx, key_sent=ssec is not None, version_id=pin.get("VersionId")
-                )
-                if diagnosed:
-                    raise diagnosed from None
-            raise translate(exc, ctx, key_sent=ssec is not None) from exc
+        resp = await get_object(client, params, ctx, key_sent=ssec is not None)
         try:
             async with resp["Body"] as body:
                 while received < part.length:

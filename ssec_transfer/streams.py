@@ -26,7 +26,13 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream, TaskGroup
 from ssec_transfer.bodies import PartBody
 from ssec_transfer.buffers import ByteBudget
 from ssec_transfer.checksums import ChecksumAlgorithm
-from ssec_transfer.download import DownloadOptions, head_object, pinned_get, plan_reads
+from ssec_transfer.download import (
+    DownloadOptions,
+    get_object,
+    head_object,
+    pinned_get,
+    plan_reads,
+)
 from ssec_transfer.errors import (
     ErrorContext,
     IntegrityError,
@@ -44,7 +50,7 @@ from ssec_transfer.plan import (
     choose_part_size,
 )
 from ssec_transfer.results import TransferResult
-from ssec_transfer.s3errors import diagnose_key_failure, status_of, translate, translated
+from ssec_transfer.s3errors import translate, translated
 from ssec_transfer.scheduler import Scheduler
 from ssec_transfer.taskgroups import task_group
 from ssec_transfer.units import format_size
@@ -580,16 +586,7 @@ async def _get_range(
     params = dict(pin)
     if ranged and part.length > 0:
         params["Range"] = part.http_range
-    try:
-        resp = await client.get_object(**params)
-    except Exception as exc:
-        if status_of(exc) in (400, 403):
-            diagnosed = await diagnose_key_failure(
-                client, ctx, key_sent=ssec is not None, version_id=pin.get("VersionId")
-            )
-            if diagnosed:
-                raise diagnosed from None
-        raise translate(exc, ctx, key_sent=ssec is not None) from exc
+    resp = await get_object(client, params, ctx, key_sent=ssec is not None)
     pieces: list[bytes] = []
     received = 0
     async with resp["Body"] as body:

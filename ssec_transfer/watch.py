@@ -35,6 +35,7 @@ from typing import Any, Literal
 import anyio
 from anyio.abc import TaskGroup
 
+from ssec_transfer import argtypes
 from ssec_transfer.engine import TransferEngine
 from ssec_transfer.errors import (
     ChecksumUnsupportedError,
@@ -645,26 +646,6 @@ async def run_watch_until_signal(
 # -- command line -------------------------------------------------------------------------------
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError("must be a number of seconds >= 0")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def _on_success(text: str) -> tuple[OnSuccess, Path | None]:
     if text == "keep":
         return "keep", None
@@ -702,14 +683,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--interval",
-        type=_seconds,
+        type=argtypes.seconds,
         default=d.interval,
         metavar="SECONDS",
         help=f"seconds between polls of DIR (default {d.interval:g})",
     )
     g.add_argument(
         "--settle",
-        type=_seconds,
+        type=argtypes.seconds,
         default=d.settle,
         metavar="SECONDS",
         help="a file is complete once its size and mtime stayed unchanged this long "
@@ -723,7 +704,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--max-files",
-        type=_count,
+        type=argtypes.positive_int,
         default=d.max_files,
         metavar="N",
         help=f"files uploading at once (default {d.max_files}); --concurrency still bounds "
@@ -753,7 +734,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--retry-interval",
-        type=_seconds,
+        type=argtypes.seconds,
         default=d.retry_interval,
         metavar="SECONDS",
         help=f"wait before retrying a failed file, doubling per failure (default "
@@ -761,7 +742,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--drain-timeout",
-        type=_seconds,
+        type=argtypes.seconds,
         default=d.drain_timeout,
         metavar="SECONDS",
         help="on SIGINT/SIGTERM, let uploads in flight finish this long, then abort them "

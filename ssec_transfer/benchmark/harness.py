@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 
+from ssec_transfer import argtypes
 from ssec_transfer.benchmark.endpoint import (
     Connection,
     Store,
@@ -592,13 +593,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--runs",
-        type=_positive,
+        type=argtypes.positive_int,
         metavar="N",
         help="measured runs per tool and scenario (default 3; --quick: 1)",
     )
     g.add_argument(
         "--runs-4g",
-        type=_positive,
+        type=argtypes.positive_int,
         metavar="N",
         help="measured runs of the 4 GiB scenarios (default: --runs)",
     )
@@ -668,13 +669,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="where the peers are installed (default benchmarks/peers)",
     )
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def _non_negative(text: str) -> int:
