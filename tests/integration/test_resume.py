@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from ssec_transfer.plan import MiB
+from ssec_transfer.servers.base import ServerInfo
+from tests.faultproxy import FaultPlan, FaultProxy, ScriptedFault
 from tests.helpers import make_key_file, random_file, run_cli
 
 pytestmark = pytest.mark.integration
@@ -113,7 +115,7 @@ def test_ctrl_c_with_resume_keeps_parts_then_finishes(
 
 
 def test_interrupted_download_resumes_from_written_ranges(
-    tmp_path: Path, bucket: str, server_env: dict[str, str], key_file
+    tmp_path: Path, bucket: str, server_env: dict[str, str], key_file, s3_server: ServerInfo
 ) -> None:  # type: ignore[no-untyped-def]
     key_path, _ = key_file
     src = random_file(tmp_path / "src.bin", 100 * MiB)
@@ -122,23 +124,35 @@ def test_interrupted_download_resumes_from_written_ranges(
     assert put.returncode == 0, put.stderr
     out = tmp_path / "out" / "copy.bin"
     out.parent.mkdir()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ssec_transfer", "get", url, str(out), "--key-file",
-         str(key_path), "--part-size", "5MiB", "--concurrency", "1", "--resume"],
-        env=server_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    # The 6th GET (a few ranges in) stalls in the proxy, so the kill lands mid-download
+    # however fast the machine is.
+    stall = FaultPlan.scripted(
+        ScriptedFault("stall", method="GET", nth=6, direction="response", at=0.5,
+                      stall_seconds=60)
     )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not [p for p in out.parent.iterdir() if p.name.startswith(".copy.bin")]:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    time.sleep(0.4)  # some ranges written
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.communicate()
-    assert not out.exists()  # DEST only ever appears complete
+    with FaultProxy(s3_server.endpoint_url, s3_server.ca_bundle, stall) as proxy:
+        env = dict(
+            server_env, AWS_ENDPOINT_URL=proxy.endpoint_url, AWS_CA_BUNDLE=str(proxy.ca_bundle)
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ssec_transfer", "get", url, str(out), "--key-file",
+             str(key_path), "--part-size", "5MiB", "--concurrency", "1", "--resume"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while not proxy.stats.faults:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        assert not out.exists()  # DEST only ever appears complete
 
-    again = run_cli("get", url, out, "--key-file", key_path, "--part-size", "5MiB", "--resume",
-                    "--json", env=server_env)  # fmt: skip
+        # Same endpoint (the journal is per endpoint), now without faults.
+        proxy.plan = FaultPlan()
+        again = run_cli("get", url, out, "--key-file", key_path, "--part-size", "5MiB",
+                        "--resume", "--json", env=env)  # fmt: skip
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["resumed_parts"] >= 1
     assert filecmp.cmp(src, out, shallow=False)
