@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ssec_transfer.sqlitedb import connect_wal
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS uploads (
     id INTEGER PRIMARY KEY,
@@ -119,11 +121,9 @@ class Journal:
         times a second on a fast link, and opening SQLite for each cost more than the write."""
         with self._lock:
             if self._db is None:
-                self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
-                self._db.execute("PRAGMA journal_mode=WAL")
                 # No fsync per finished part: the journal must survive a killed process (it
                 # does in WAL mode), not an OS crash, and ListParts is the final word anyway.
-                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db = connect_wal(self.path, synchronous="NORMAL")
                 self._db.execute("PRAGMA foreign_keys=ON")
             with self._db:
                 yield self._db

@@ -28,6 +28,7 @@ from typing import Any, TextIO
 
 from ssec_transfer.errors import UsageError
 from ssec_transfer.results import TransferResult
+from ssec_transfer.sqlitedb import connect_wal
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS transfers (
@@ -149,9 +150,7 @@ class Ledger:
         file many times a second, and opening SQLite for each cost a fifth of its CPU."""
         with self._lock:
             if self._db is None:
-                self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA busy_timeout=30000")
+                self._db = connect_wal(self.path)
             with self._db:  # one transaction
                 yield self._db
 
