@@ -47,7 +47,7 @@ test: lint test-unit test-integration
 # session cluster, so two clusters never share the machine.
 test-ceph: setup
 	$(PYTEST) tests/integration --server ceph -m "not ceph"
-	$(PYTEST) tests/integration/test_ceph_server.py -m ceph
+	$(PYTEST) tests/integration/servers/test_ceph_server.py -m ceph
 
 bench: setup
 	$(VENV)/bin/ssec-transfer bench

@@ -1,7 +1,6 @@
 """ssec-transfer: fast S3 transfers with server-side encryption under customer keys (SSE-C)."""
 
-from ssec_transfer.engine import TransferConfig, TransferEngine
-from ssec_transfer.errors import (
+from ssec_transfer.core.errors import (
     AccessDeniedError,
     EndpointError,
     InsecureEndpointError,
@@ -19,8 +18,9 @@ from ssec_transfer.errors import (
     UsageError,
     WrongKeyError,
 )
-from ssec_transfer.keys import SSECustomerKey
-from ssec_transfer.results import ObjectInfo, TransferResult
+from ssec_transfer.core.results import ObjectInfo, TransferResult
+from ssec_transfer.engine import TransferConfig, TransferEngine
+from ssec_transfer.keys.customer import SSECustomerKey
 
 __version__ = "0.1.0"
 

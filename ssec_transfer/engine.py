@@ -21,10 +21,22 @@ from typing import Any, BinaryIO, Literal, Self
 import anyio
 import botocore.exceptions as bx
 
-from ssec_transfer.capabilities import load_cached, server_verifies_checksum
-from ssec_transfer.checksums import MODES, ChecksumPolicy
-from ssec_transfer.client import ConnectionSettings, open_client, refuse_plain_http
-from ssec_transfer.copy import (
+from ssec_transfer.core.checksums import MODES, ChecksumPolicy
+from ssec_transfer.core.errors import ChecksumUnsupportedError, ErrorContext, UsageError
+from ssec_transfer.core.plan import MiB, check_part_size
+from ssec_transfer.core.results import ObjectInfo, TransferResult
+from ssec_transfer.core.retry import RetryPolicy
+from ssec_transfer.core.scheduler import Scheduler
+from ssec_transfer.keys.customer import SSECustomerKey
+from ssec_transfer.s3.capabilities import load_cached, server_verifies_checksum
+from ssec_transfer.s3.client import ConnectionSettings, open_client, refuse_plain_http
+from ssec_transfer.s3.errors import translate
+from ssec_transfer.s3.listing import ListedObject, list_objects
+from ssec_transfer.state.journal import Journal, Resumable
+from ssec_transfer.state.journal import default_path as default_journal_path
+from ssec_transfer.state.ledger import Ledger
+from ssec_transfer.state.ledger import default_path as default_ledger_path
+from ssec_transfer.transfer.copy import (
     CopyOptions,
     CopyOutcome,
     CopyResult,
@@ -35,21 +47,14 @@ from ssec_transfer.copy import (
     rotate_object,
     rotate_prefix,
 )
-from ssec_transfer.download import DownloadOptions, ProgressCallback, download_file, head_object
-from ssec_transfer.errors import ChecksumUnsupportedError, ErrorContext, UsageError
-from ssec_transfer.journal import Journal, Resumable
-from ssec_transfer.journal import default_path as default_journal_path
-from ssec_transfer.keys import SSECustomerKey
-from ssec_transfer.ledger import Ledger
-from ssec_transfer.ledger import default_path as default_ledger_path
-from ssec_transfer.listing import ListedObject, list_objects
-from ssec_transfer.plan import MiB, check_part_size
-from ssec_transfer.results import ObjectInfo, TransferResult
-from ssec_transfer.retry import RetryPolicy
-from ssec_transfer.s3errors import translate
-from ssec_transfer.scheduler import Scheduler
-from ssec_transfer.streams import download_to_stream, upload_stream
-from ssec_transfer.upload import UploadOptions, upload_file
+from ssec_transfer.transfer.download import (
+    DownloadOptions,
+    ProgressCallback,
+    download_file,
+    head_object,
+)
+from ssec_transfer.transfer.streams import download_to_stream, upload_stream
+from ssec_transfer.transfer.upload import UploadOptions, upload_file
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +68,7 @@ class TransferConfig:
     preferred_part_size: int = 8 * MiB  # starting point of the planner
     multipart_threshold: int = 8 * MiB  # below this, one PutObject / one GetObject
     max_memory: int = 64 * MiB  # budget for part buffers in flight, whatever the file size
-    checksum: str = "auto"  # see ssec_transfer.checksums: auto, crc32c, crc32, sha256, none
+    checksum: str = "auto"  # see ssec_transfer.core.checksums: auto, crc32c, crc32, sha256, none
 
     def validate(self) -> None:
         if self.concurrency < 1:
@@ -342,7 +347,7 @@ class TransferEngine:
         await self._record(result)
         return result
 
-    # -- streams (ssec_transfer.streams) -----------------------------------------------------
+    # -- streams (transfer/streams) ---------------------------------------------------------
 
     async def upload_stream(
         self,
@@ -401,7 +406,7 @@ class TransferEngine:
                 options=options, scheduler=self.scheduler, progress=progress,
             )  # fmt: skip
 
-    # -- copies, rotation, listings (ssec_transfer.copy, ssec_transfer.listing) -------------
+    # -- copies, rotation, listings (transfer/copy, s3/listing) -----------------------------
 
     def _copy_options(self) -> CopyOptions:
         if self._copy_caps is None:

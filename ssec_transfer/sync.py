@@ -7,11 +7,11 @@ from typing import Any
 
 import anyio
 
-from ssec_transfer.download import ProgressCallback
+from ssec_transfer.core.results import ObjectInfo, TransferResult
+from ssec_transfer.core.taskgroups import in_child_task
 from ssec_transfer.engine import TransferEngine
-from ssec_transfer.keys import SSECustomerKey
-from ssec_transfer.results import ObjectInfo, TransferResult
-from ssec_transfer.taskgroups import in_child_task
+from ssec_transfer.keys.customer import SSECustomerKey
+from ssec_transfer.transfer.download import ProgressCallback
 
 
 def upload(

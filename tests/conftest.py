@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ssec_transfer.keys import SSECustomerKey
+from ssec_transfer.keys.customer import SSECustomerKey
 from ssec_transfer.servers.base import ServerInfo
 
 

@@ -25,7 +25,7 @@ import anyio
 from ssec_transfer.benchmark.measure import prioritise, process_cpu_seconds
 from ssec_transfer.benchmark.scenarios import DataFile, DataSet, sha256_file
 from ssec_transfer.engine import TransferConfig, TransferEngine
-from ssec_transfer.keys import SSECustomerKey
+from ssec_transfer.keys.customer import SSECustomerKey
 
 T = TypeVar("T")
 PRESIGN_SECONDS = 6 * 3600

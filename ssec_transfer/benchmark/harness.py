@@ -21,7 +21,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 
-from ssec_transfer import argtypes
 from ssec_transfer.benchmark.endpoint import (
     Connection,
     Store,
@@ -52,7 +51,8 @@ from ssec_transfer.benchmark.scenarios import (
     sha256_file,
 )
 from ssec_transfer.benchmark.stats import RunRecord
-from ssec_transfer.keys import SSECustomerKey
+from ssec_transfer.cli import argtypes
+from ssec_transfer.keys.customer import SSECustomerKey
 
 RECLAIM_ABOVE = 256 * MiB  # compact the embedded server's volumes after deleting this much
 QUIET_WINDOW = 0.5  # seconds sampled before a run to see whether the machine is idle

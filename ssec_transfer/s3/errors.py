@@ -1,0 +1,221 @@
+"""Translate botocore failures into the tool's errors, once, at the boundary.
+
+Servers disagree on how they say "wrong key": AWS and SeaweedFS answer 403 AccessDenied, Ceph
+RGW answers 400 with "The calculated MD5 hash of the key did not match". HEAD responses have no
+body at all. So for a read that fails with 400/403, `diagnose_key_failure` asks the server one
+more question — a HEAD without any key — and decides from that answer, the same way on every
+server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import aiohttp
+import botocore.exceptions as bx
+
+from ssec_transfer.core.errors import (
+    AccessDeniedError,
+    CredentialsError,
+    EndpointError,
+    ErrorContext,
+    MissingKeyError,
+    NoSuchBucketError,
+    NoSuchObjectError,
+    NoSuchVersionError,
+    ObjectChangedError,
+    SSECBlockedError,
+    SSECTransferError,
+    TransferFailedError,
+    UnexpectedKeyError,
+    UsageError,
+    WrongKeyError,
+)
+
+KEY_HINT = "use the key this object was uploaded with (`ssec-transfer head` shows its fingerprint)"
+
+
+def _error_fields(exc: bx.ClientError) -> tuple[str, str, int | None, str | None]:
+    response: dict[str, Any] = exc.response
+    error = response.get("Error", {})
+    meta = response.get("ResponseMetadata", {})
+    status = meta.get("HTTPStatusCode")
+    request_id = meta.get("RequestId") or meta.get("HTTPHeaders", {}).get("x-amz-request-id")
+    return str(error.get("Code", "")), str(error.get("Message", "")), status, request_id
+
+
+# What servers answer when the bytes of a request did not match its checksum.
+CORRUPTION_CODES = frozenset({"BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch"})
+
+
+def error_code(exc: BaseException) -> str | None:
+    if isinstance(exc, bx.ClientError):
+        return _error_fields(exc)[0]
+    return None
+
+
+def status_of(exc: BaseException) -> int | None:
+    if isinstance(exc, bx.ClientError):
+        return _error_fields(exc)[2]
+    return None
+
+
+def translate(
+    exc: BaseException, ctx: ErrorContext, *, key_sent: bool, writing: bool = False
+) -> SSECTransferError:
+    """Map a botocore/aiohttp failure to one clear error naming the operation and object."""
+    if isinstance(exc, SSECTransferError):
+        return exc
+    if isinstance(exc, bx.ClientError):
+        code, message, status, request_id = _error_fields(exc)
+        ctx = ErrorContext(
+            ctx.operation, ctx.bucket, ctx.key, ctx.part, status, request_id or ctx.request_id
+        )
+        return _translate_client_error(code, message, status, ctx, key_sent, writing)
+    if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
+        return CredentialsError(
+            "no S3 credentials found",
+            hint="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or use --profile with a "
+            "profile from ~/.aws/credentials",
+            context=ctx,
+        )
+    if isinstance(exc, bx.ProfileNotFound):
+        return UsageError(str(exc), hint="list profiles with `aws configure list-profiles`")
+    if isinstance(exc, bx.SSLError):
+        return EndpointError(
+            "the endpoint's TLS certificate could not be verified",
+            hint="if the server uses a private CA, pass --ca-bundle CA.pem (or AWS_CA_BUNDLE)",
+            context=ctx,
+        )
+    if isinstance(exc, bx.EndpointConnectionError | bx.ConnectTimeoutError):
+        return EndpointError(
+            f"cannot connect to the endpoint ({exc})",
+            hint="check --endpoint-url and the network; the transfer can be rerun safely",
+            context=ctx,
+        )
+    if isinstance(
+        exc,
+        bx.ReadTimeoutError | bx.ResponseStreamingError | bx.ConnectionError | aiohttp.ClientError,
+    ):
+        return TransferFailedError(
+            f"the connection broke during the transfer ({type(exc).__name__})",
+            hint="rerun the command; nothing partial was kept",
+            context=ctx,
+        )
+    return TransferFailedError(f"{type(exc).__name__}: {exc}", context=ctx)
+
+
+def _translate_client_error(
+    code: str, message: str, status: int | None, ctx: ErrorContext, key_sent: bool, writing: bool
+) -> SSECTransferError:
+    lowered = message.lower()
+    if code == "NoSuchBucket":
+        return NoSuchBucketError(
+            f"bucket {ctx.bucket!r} does not exist",
+            hint="check the bucket name and the endpoint",
+            context=ctx,
+        )
+    if code == "NoSuchVersion":
+        return NoSuchVersionError("that version does not exist", context=ctx)
+    if code in ("NoSuchKey", "404") or status == 404:
+        return NoSuchObjectError(
+            "object does not exist", hint="list the bucket to check the key", context=ctx
+        )
+    if code in ("PreconditionFailed", "412") or status == 412:
+        return ObjectChangedError(
+            "the object changed while it was being read",
+            hint="rerun to read the new version, or pin one with --version-id",
+            context=ctx,
+        )
+    if "md5" in lowered and "did not match" in lowered and key_sent:
+        return WrongKeyError("the key does not match this object", hint=KEY_HINT, context=ctx)
+    if "not applicable" in lowered and key_sent:
+        return UnexpectedKeyError(
+            "a key was given but the object is not SSE-C encrypted",
+            hint="read it without --key-file",
+            context=ctx,
+        )
+    if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch"):
+        return AccessDeniedError(
+            f"the server rejected the credentials ({code})",
+            hint="check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or --profile",
+            context=ctx,
+        )
+    if status == 403 or code in ("AccessDenied", "403"):
+        if writing and key_sent and "encrypt" in lowered:
+            return SSECBlockedError(
+                "the bucket blocks SSE-C writes",
+                hint="its owner must allow SSE-C in the bucket's encryption configuration "
+                "(AWS BlockedEncryptionTypes, blocking SSE-C by default since April 2026)",
+                context=ctx,
+            )
+        hint = "check the credentials' permissions on this bucket"
+        if writing and key_sent:
+            hint += (
+                "; on AWS, buckets block SSE-C writes by default since April 2026 "
+                "(BlockedEncryptionTypes in the bucket encryption configuration)"
+            )
+        return AccessDeniedError(f"access denied{_detail(message)}", hint=hint, context=ctx)
+    if status is not None and status >= 500:
+        return TransferFailedError(
+            f"server error {code or status}{_detail(message)}",
+            hint="the server failed; rerun later",
+            context=ctx,
+        )
+    return TransferFailedError(f"{code or 'error'}{_detail(message)}", context=ctx)
+
+
+def _detail(message: str) -> str:
+    return f": {message}" if message and not message.isdigit() else ""
+
+
+async def diagnose_key_failure(
+    client: Any, ctx: ErrorContext, *, key_sent: bool, version_id: str | None
+) -> SSECTransferError | None:
+    """Ask the server, with a key-less HEAD, whether a 400/403 read failure is about the key."""
+    params: dict[str, Any] = {"Bucket": ctx.bucket, "Key": ctx.key}
+    if version_id:
+        params["VersionId"] = version_id
+    try:
+        head = await client.head_object(**params)
+    except bx.ClientError as exc:
+        status = _error_fields(exc)[2]
+        if status == 400:  # the object needs a key
+            if key_sent:
+                return WrongKeyError(
+                    "the key does not match this object", hint=KEY_HINT, context=ctx
+                )
+            return MissingKeyError(
+                "the object is SSE-C encrypted and no key was given",
+                hint="pass --key-file FILE or --key-env NAME with the object's key",
+                context=ctx,
+            )
+        if status == 403:
+            return AccessDeniedError(
+                "access denied", hint="check the credentials' permissions", context=ctx
+            )
+        if status == 404:
+            return translate(exc, ctx, key_sent=key_sent)
+        return None
+    except Exception:
+        return None
+    if key_sent and "SSECustomerAlgorithm" not in head:
+        return UnexpectedKeyError(
+            "a key was given but the object is not SSE-C encrypted",
+            hint="read it without --key-file",
+            context=ctx,
+        )
+    return None
+
+
+@contextmanager
+def translated(ctx: ErrorContext, *, key_sent: bool, writing: bool = False) -> Iterator[None]:
+    """Re-raise any non-tool exception as the matching tool error."""
+    try:
+        yield
+    except SSECTransferError:
+        raise
+    except (bx.BotoCoreError, bx.ClientError, aiohttp.ClientError) as exc:
+        raise translate(exc, ctx, key_sent=key_sent, writing=writing) from exc

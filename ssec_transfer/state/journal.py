@@ -1,0 +1,238 @@
+"""The resume journal: enough local state to finish an interrupted transfer later.
+
+For a multipart upload: its UploadId, the plan (part size), the source file's identity
+(path, size, mtime) and every finished part with its ETag and CRC32C. For a download: the
+object's identity (ETag, VersionId, size), the temporary file and every finished range. Never
+a key: only its fingerprint, which a resume must match before anything is sent.
+SQLite in WAL mode, one short transaction per finished part.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from ssec_transfer.state.sqlitedb import connect_wal
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS uploads (
+    id INTEGER PRIMARY KEY,
+    created_at REAL NOT NULL,
+    endpoint TEXT NOT NULL, bucket TEXT NOT NULL, key TEXT NOT NULL,
+    upload_id TEXT NOT NULL,
+    source TEXT NOT NULL, source_size INTEGER NOT NULL, source_mtime_ns INTEGER NOT NULL,
+    part_size INTEGER NOT NULL,
+    key_fingerprint TEXT NOT NULL,
+    checksum_algorithm TEXT
+);
+CREATE TABLE IF NOT EXISTS upload_parts (
+    upload INTEGER NOT NULL REFERENCES uploads(id) ON DELETE CASCADE,
+    part_number INTEGER NOT NULL,
+    etag TEXT NOT NULL,
+    checksum TEXT,
+    crc INTEGER NOT NULL,
+    PRIMARY KEY (upload, part_number)
+);
+CREATE TABLE IF NOT EXISTS downloads (
+    id INTEGER PRIMARY KEY,
+    created_at REAL NOT NULL,
+    endpoint TEXT NOT NULL, bucket TEXT NOT NULL, key TEXT NOT NULL,
+    version_id TEXT, etag TEXT, size INTEGER NOT NULL,
+    part_size INTEGER NOT NULL,
+    dest TEXT NOT NULL, temp TEXT NOT NULL,
+    key_fingerprint TEXT
+);
+CREATE TABLE IF NOT EXISTS download_parts (
+    download INTEGER NOT NULL REFERENCES downloads(id) ON DELETE CASCADE,
+    part_number INTEGER NOT NULL,
+    crc INTEGER NOT NULL,
+    PRIMARY KEY (download, part_number)
+);
+"""
+
+
+def default_path() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "ssec-transfer" / "journal.sqlite"
+
+
+@dataclass(frozen=True)
+class UploadEntry:
+    id: int
+    created_at: float
+    endpoint: str
+    bucket: str
+    key: str
+    upload_id: str
+    source: str
+    source_size: int
+    source_mtime_ns: int
+    part_size: int
+    key_fingerprint: str
+    checksum_algorithm: str | None
+
+
+@dataclass(frozen=True)
+class DownloadEntry:
+    id: int
+    created_at: float
+    endpoint: str
+    bucket: str
+    key: str
+    version_id: str | None
+    etag: str | None
+    size: int
+    part_size: int
+    dest: str
+    temp: str
+    key_fingerprint: str | None
+
+
+@dataclass(frozen=True)
+class Resumable:
+    """Where transfer progress is journaled, and whether this run resumes (`--resume`):
+    continue a matching interrupted transfer, and keep what is finished if interrupted."""
+
+    journal: Journal
+    endpoint: str
+    resume: bool
+
+
+class Journal:
+    """Blocking SQLite access; call it from a worker thread inside async code."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with self._connect() as db:
+            db.executescript(SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """One transaction on the journal's connection, opened once: a part finishes many
+        times a second on a fast link, and opening SQLite for each cost more than the write."""
+        with self._lock:
+            if self._db is None:
+                # No fsync per finished part: the journal must survive a killed process (it
+                # does in WAL mode), not an OS crash, and ListParts is the final word anyway.
+                self._db = connect_wal(self.path, synchronous="NORMAL")
+                self._db.execute("PRAGMA foreign_keys=ON")
+            with self._db:
+                yield self._db
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    # -- uploads ----------------------------------------------------------------------------
+
+    def find_upload(
+        self, endpoint: str, bucket: str, key: str, source: str, size: int, mtime_ns: int
+    ) -> UploadEntry | None:
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT * FROM uploads WHERE endpoint=? AND bucket=? AND key=? AND source=? "
+                "AND source_size=? AND source_mtime_ns=? ORDER BY id DESC LIMIT 1",
+                (endpoint, bucket, key, source, size, mtime_ns),
+            ).fetchone()
+        return UploadEntry(*row) if row else None
+
+    def start_upload(self, entry: UploadEntry) -> int:
+        with self._connect() as db:
+            cursor = db.execute(
+                "INSERT INTO uploads (created_at, endpoint, bucket, key, upload_id, source, "
+                "source_size, source_mtime_ns, part_size, key_fingerprint, checksum_algorithm) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    time.time(), entry.endpoint, entry.bucket, entry.key, entry.upload_id,
+                    entry.source, entry.source_size, entry.source_mtime_ns, entry.part_size,
+                    entry.key_fingerprint, entry.checksum_algorithm,
+                ),
+            )  # fmt: skip
+            return int(cursor.lastrowid or 0)
+
+    def part_done(
+        self, upload: int, part_number: int, etag: str, checksum: str | None, crc: int
+    ) -> None:
+        with self._connect() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO upload_parts VALUES (?, ?, ?, ?, ?)",
+                (upload, part_number, etag, checksum, crc),
+            )
+
+    def upload_parts(self, upload: int) -> dict[int, tuple[str, str | None, int]]:
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT part_number, etag, checksum, crc FROM upload_parts WHERE upload=?",
+                (upload,),
+            ).fetchall()
+        return {n: (etag, checksum, crc) for n, etag, checksum, crc in rows}
+
+    def forget_upload(self, upload: int) -> None:
+        with self._connect() as db:
+            db.execute("DELETE FROM uploads WHERE id=?", (upload,))
+
+    def uploads(self) -> list[UploadEntry]:
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM uploads ORDER BY id").fetchall()
+        return [UploadEntry(*row) for row in rows]
+
+    # -- downloads --------------------------------------------------------------------------
+
+    def find_download(
+        self, endpoint: str, bucket: str, key: str, dest: str
+    ) -> DownloadEntry | None:
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT * FROM downloads WHERE endpoint=? AND bucket=? AND key=? AND dest=? "
+                "ORDER BY id DESC LIMIT 1",
+                (endpoint, bucket, key, dest),
+            ).fetchone()
+        return DownloadEntry(*row) if row else None
+
+    def start_download(self, entry: DownloadEntry) -> int:
+        with self._connect() as db:
+            cursor = db.execute(
+                "INSERT INTO downloads (created_at, endpoint, bucket, key, version_id, etag, "
+                "size, part_size, dest, temp, key_fingerprint) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    time.time(), entry.endpoint, entry.bucket, entry.key, entry.version_id,
+                    entry.etag, entry.size, entry.part_size, entry.dest, entry.temp,
+                    entry.key_fingerprint,
+                ),
+            )  # fmt: skip
+            return int(cursor.lastrowid or 0)
+
+    def range_done(self, download: int, part_number: int, crc: int) -> None:
+        with self._connect() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO download_parts VALUES (?, ?, ?)",
+                (download, part_number, crc),
+            )
+
+    def download_parts(self, download: int) -> dict[int, int]:
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT part_number, crc FROM download_parts WHERE download=?", (download,)
+            ).fetchall()
+        return dict(rows)
+
+    def forget_download(self, download: int) -> None:
+        with self._connect() as db:
+            db.execute("DELETE FROM downloads WHERE id=?", (download,))
+
+    def downloads(self) -> list[DownloadEntry]:
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM downloads ORDER BY id").fetchall()
+        return [DownloadEntry(*row) for row in rows]
