@@ -225,7 +225,7 @@ class KeySource:
                 if name == "path":
                     value = os.path.abspath(value)
                 return cls(**{name: value}, fingerprint=key.fingerprint)
-        return cls(material=key.request_params()["SSECustomerKey"], fingerprint=key.fingerprint)
+        return cls(material=key.export_base64(), fingerprint=key.fingerprint)
 
     @property
     def travels(self) -> bool:

@@ -26,6 +26,7 @@ from ssec_transfer.benchmark.measure import prioritise, process_cpu_seconds
 from ssec_transfer.benchmark.scenarios import DataFile, DataSet, sha256_file
 from ssec_transfer.engine import TransferConfig, TransferEngine
 from ssec_transfer.keys.customer import SSECustomerKey
+from ssec_transfer.s3.sse import sse_params
 
 T = TypeVar("T")
 PRESIGN_SECONDS = 6 * 3600
@@ -230,7 +231,7 @@ class Store:
             return [
                 await engine.client.generate_presigned_url(
                     operation,
-                    Params={"Bucket": self.conn.bucket, "Key": k, **self.key.request_params()},
+                    Params={"Bucket": self.conn.bucket, "Key": k, **sse_params(self.key)},
                     ExpiresIn=PRESIGN_SECONDS,
                 )
                 for k in keys

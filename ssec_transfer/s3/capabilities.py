@@ -21,6 +21,7 @@ import botocore.exceptions as bx
 from ssec_transfer.core.checksums import ALGORITHMS, ChecksumAlgorithm
 from ssec_transfer.keys.customer import SSECustomerKey
 from ssec_transfer.s3.errors import status_of
+from ssec_transfer.s3.sse import copy_source_sse_params, sse_params
 
 PROBE_PREFIX = ".ssec-transfer-probe/"
 
@@ -46,7 +47,7 @@ async def server_verifies_checksum(
             Key=key,
             Body=data,
             **{algorithm.param: algorithm.corrupt(algorithm.of(data))},
-            **sse_key.request_params(),
+            **sse_params(sse_key),
         )
     except Exception as exc:
         status = status_of(exc)
@@ -136,7 +137,7 @@ async def probe_endpoint(
     add = findings.append
 
     try:
-        put = await client.put_object(Bucket=bucket, Key=probe, Body=data, **key.request_params())
+        put = await client.put_object(Bucket=bucket, Key=probe, Body=data, **sse_params(key))
     except Exception as exc:
         answer = _answer(exc)
         blocked = answer.startswith("403")
@@ -158,7 +159,7 @@ async def probe_endpoint(
         ))  # fmt: skip
 
         for check, params, label in (
-            ("wrong_key", other.request_params(), "a GET with another key"),
+            ("wrong_key", sse_params(other), "a GET with another key"),
             ("missing_key", {}, "a GET without a key"),
         ):
             try:
@@ -185,12 +186,12 @@ async def _probe_part_keys(
     client: Any, bucket: str, key: SSECustomerKey, other: SSECustomerKey
 ) -> Finding:
     name = probe_key()
-    upload = await client.create_multipart_upload(Bucket=bucket, Key=name, **key.request_params())
+    upload = await client.create_multipart_upload(Bucket=bucket, Key=name, **sse_params(key))
     upload_id = upload["UploadId"]
     try:
         await client.upload_part(
             Bucket=bucket, Key=name, UploadId=upload_id, PartNumber=1, Body=b"x" * 1024,
-            **other.request_params(),
+            **sse_params(other),
         )  # fmt: skip
     except Exception as exc:
         return Finding(
@@ -214,7 +215,7 @@ async def _probe_copy(
     try:
         await client.copy_object(
             Bucket=bucket, Key=target, CopySource={"Bucket": bucket, "Key": source},
-            **other.request_params(), **key.copy_source_params(),
+            **sse_params(other), **copy_source_sse_params(key),
         )  # fmt: skip
     except Exception as exc:
         return Finding(
@@ -230,13 +231,13 @@ async def _probe_copy(
 
 async def _probe_part_copy(client: Any, bucket: str, source: str, key: SSECustomerKey) -> Finding:
     target = probe_key()
-    upload = await client.create_multipart_upload(Bucket=bucket, Key=target, **key.request_params())
+    upload = await client.create_multipart_upload(Bucket=bucket, Key=target, **sse_params(key))
     upload_id = upload["UploadId"]
     try:
         await client.upload_part_copy(
             Bucket=bucket, Key=target, UploadId=upload_id, PartNumber=1,
             CopySource={"Bucket": bucket, "Key": source},
-            **key.request_params(), **key.copy_source_params(),
+            **sse_params(key), **copy_source_sse_params(key),
         )  # fmt: skip
     except Exception as exc:
         return Finding(
@@ -269,7 +270,7 @@ async def _probe_checksums(client: Any, bucket: str, key: SSECustomerKey) -> Fin
 async def _probe_streamed_checksums(client: Any, bucket: str, key: SSECustomerKey) -> Finding:
     name = probe_key()
     try:
-        await client.put_object(Bucket=bucket, Key=name, Body=b"x" * 1024, **key.request_params())
+        await client.put_object(Bucket=bucket, Key=name, Body=b"x" * 1024, **sse_params(key))
     except Exception as exc:
         return Finding(
             "streamed_checksums", _answer(exc),
@@ -289,7 +290,7 @@ async def _probe_conditional_write(
 ) -> Finding:
     try:
         await client.put_object(
-            Bucket=bucket, Key=existing, Body=b"x", IfNoneMatch="*", **key.request_params()
+            Bucket=bucket, Key=existing, Body=b"x", IfNoneMatch="*", **sse_params(key)
         )
     except Exception as exc:
         if status_of(exc) == 412:

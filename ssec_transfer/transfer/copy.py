@@ -64,6 +64,7 @@ from ssec_transfer.s3.bodies import PartBody
 from ssec_transfer.s3.errors import status_of, translate, translated
 from ssec_transfer.s3.listing import iter_keys, list_key_versions
 from ssec_transfer.s3.multipart import create_multipart_upload
+from ssec_transfer.s3.sse import copy_source_sse_params, sse_params
 from ssec_transfer.transfer.download import get_object, head_object, pinned_get
 from ssec_transfer.transfer.upload import abort_quietly
 
@@ -214,7 +215,7 @@ class _Refused(Exception):
 
 
 def _sse(key: SSECustomerKey | None) -> dict[str, str]:
-    return key.request_params() if key else {}
+    return sse_params(key)
 
 
 def _url(bucket: str, key: str, version_id: str | None = None) -> str:
@@ -923,7 +924,7 @@ async def _server_copy(
     params: dict[str, Any] = {
         **target.params(),
         "CopySource": source.copy_source(),
-        **(source.sse.copy_source_params() if source.sse else {}),
+        **copy_source_sse_params(source.sse),
     }
     if source.info.etag:
         params["CopySourceIfMatch"] = source.info.etag
@@ -965,7 +966,7 @@ async def _server_part_copy(
         **common,
         "UploadId": upload_id,
         "CopySource": source.copy_source(),
-        **(source.sse.copy_source_params() if source.sse else {}),
+        **copy_source_sse_params(source.sse),
     }
     if source.info.etag:
         copy_params["CopySourceIfMatch"] = source.info.etag

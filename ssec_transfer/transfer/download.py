@@ -41,6 +41,7 @@ from ssec_transfer.core.scheduler import Scheduler
 from ssec_transfer.core.taskgroups import task_group
 from ssec_transfer.keys.customer import SSECustomerKey
 from ssec_transfer.s3.errors import diagnose_key_failure, status_of, translate
+from ssec_transfer.s3.sse import sse_params
 from ssec_transfer.state.journal import DownloadEntry, Resumable
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ async def head_object(
     if version_id:
         params["VersionId"] = version_id
     if ssec:
-        params.update(ssec.request_params())
+        params.update(sse_params(ssec))
     try:
         head = await client.head_object(**params)
     except Exception as exc:
@@ -165,7 +166,7 @@ def pinned_get(info: ObjectInfo, ssec: SSECustomerKey | None) -> dict[str, Any]:
     if info.etag:
         pin["IfMatch"] = info.etag
     if ssec:
-        pin.update(ssec.request_params())
+        pin.update(sse_params(ssec))
     return pin
 
 

@@ -47,6 +47,7 @@ from ssec_transfer.keys.customer import SSECustomerKey
 from ssec_transfer.s3.bodies import PartBody
 from ssec_transfer.s3.errors import translate, translated
 from ssec_transfer.s3.multipart import create_multipart_upload
+from ssec_transfer.s3.sse import sse_params
 from ssec_transfer.transfer.download import (
     DownloadOptions,
     get_object,
@@ -213,7 +214,7 @@ async def upload_stream(
     if expected_size is not None and expected_size < 0:
         raise PlanError(f"the expected size cannot be negative ({expected_size})")
     part_size = stream_part_size(expected_size, options)
-    common: dict[str, Any] = {"Bucket": bucket, "Key": key, **ssec.request_params()}
+    common: dict[str, Any] = {"Bucket": bucket, "Key": key, **sse_params(ssec)}
     parts = _PartReader(reader, part_size, scheduler.budget, options.checksum.algorithm)
     tracker = _Progress(progress, expected_size)
     try:

@@ -43,6 +43,7 @@ from ssec_transfer.keys.customer import SSECustomerKey
 from ssec_transfer.s3.bodies import FILE_SLICE, FilePartBody, PartBody
 from ssec_transfer.s3.errors import CORRUPTION_CODES, error_code, status_of, translate, translated
 from ssec_transfer.s3.multipart import create_multipart_upload
+from ssec_transfer.s3.sse import sse_params
 from ssec_transfer.state.journal import Resumable, UploadEntry
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ async def upload_file(
     source = await anyio.to_thread.run_sync(source.absolute)  # the journal's identity of it
     size = st.st_size
     content_type = mimetypes.guess_type(source.name)[0] or "application/octet-stream"
-    common: dict[str, Any] = {"Bucket": bucket, "Key": key, **ssec.request_params()}
+    common: dict[str, Any] = {"Bucket": bucket, "Key": key, **sse_params(ssec)}
     fd = await anyio.to_thread.run_sync(_open_source, source)
     try:
         if size < options.multipart_threshold and size <= MAX_SINGLE_PUT:

@@ -12,6 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from ssec_transfer.core.plan import MiB
+from ssec_transfer.s3.sse import sse_params
 from tests.support.helpers import make_key_file, random_file, run_cli
 
 pytestmark = pytest.mark.integration
@@ -165,9 +166,9 @@ def test_download_refuses_keys_that_escape_dest(
     tmp_path: Path, bucket: str, server_env: dict[str, str], key_file, admin
 ) -> None:  # type: ignore[no-untyped-def]
     key_path, key = key_file
-    admin.put_object(Bucket=bucket, Key="p/ok.bin", Body=b"x", **key.request_params())
+    admin.put_object(Bucket=bucket, Key="p/ok.bin", Body=b"x", **sse_params(key))
     with contextlib.suppress(ClientError):  # SeaweedFS refuses such keys itself
-        admin.put_object(Bucket=bucket, Key="p/../../evil.bin", Body=b"x", **key.request_params())
+        admin.put_object(Bucket=bucket, Key="p/../../evil.bin", Body=b"x", **sse_params(key))
     out = tmp_path / "deep" / "out"
     result = run_cli("get", f"s3://{bucket}/p/", out, "--recursive", "--key-file", key_path,
                      env=server_env)  # fmt: skip

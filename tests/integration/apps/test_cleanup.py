@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from ssec_transfer.keys.customer import SSECustomerKey
+from ssec_transfer.s3.sse import sse_params
 from tests.support.helpers import run_cli
 
 pytestmark = pytest.mark.integration
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.integration
 def test_cleanup_dry_run_then_remove(bucket: str, admin, server_env: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
     key = SSECustomerKey.generate()
     for name in ("a/one.bin", "a/two.bin", "b/other.bin"):
-        admin.create_multipart_upload(Bucket=bucket, Key=name, **key.request_params())
+        admin.create_multipart_upload(Bucket=bucket, Key=name, **sse_params(key))
     dry = run_cli("cleanup", f"s3://{bucket}/a/", "--dry-run", "--json", env=server_env)
     assert dry.returncode == 0, dry.stderr
     listed = [json.loads(line) for line in dry.stdout.splitlines()]

@@ -36,6 +36,7 @@ from ssec_transfer.core.errors import UsageError
 from ssec_transfer.core.plan import MiB
 from ssec_transfer.engine import TransferConfig, TransferEngine
 from ssec_transfer.keys.customer import SSECustomerKey
+from ssec_transfer.s3.sse import sse_params
 from ssec_transfer.servers.base import ServerInfo
 from ssec_transfer.state.ledger import Ledger
 from tests.support.faultproxy import FaultPlan, FaultProxy, ScriptedFault
@@ -427,7 +428,7 @@ async def test_a_killed_worker_costs_only_what_was_in_flight(
     # Nothing lost: every object reads back as its file, and the ledger knows each one.
     ledger = Ledger(tmp_path / "ledger.sqlite")
     for job in jobs:
-        body = admin.get_object(Bucket=bucket, Key=job.key, **key.request_params())["Body"]
+        body = admin.get_object(Bucket=bucket, Key=job.key, **sse_params(key))["Body"]
         assert body.read() == job.path.read_bytes(), job.key
         assert ledger.latest(endpoint, bucket, job.key) is not None
 
@@ -461,7 +462,7 @@ def test_key_sources_name_files_and_variables_never_their_bytes(
     from_file = KeySource.of(SSECustomerKey.from_file(path))
     assert from_file == KeySource(path=str(path), fingerprint=key.fingerprint)
     assert not from_file.travels
-    monkeypatch.setenv("DASK_TEST_KEY", key.request_params()["SSECustomerKey"])
+    monkeypatch.setenv("DASK_TEST_KEY", key.export_base64())
     from_env = KeySource.of(SSECustomerKey.from_env("DASK_TEST_KEY"))
     assert from_env == KeySource(env="DASK_TEST_KEY", fingerprint=key.fingerprint)
     assert from_env.load() == key

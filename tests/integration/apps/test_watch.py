@@ -30,6 +30,7 @@ from ssec_transfer.apps.watch import (
 from ssec_transfer.core.errors import TransferFailedError
 from ssec_transfer.core.plan import MiB
 from ssec_transfer.core.results import TransferResult
+from ssec_transfer.s3.sse import sse_params
 from ssec_transfer.state.watch_state import WatchState
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
@@ -89,9 +90,7 @@ async def write_slowly(path: Path, data: bytes, *, chunks: int = 8, pause: float
 
 async def object_bytes(admin: Any, bucket: str, key: str, sse: SSECustomerKey) -> bytes:
     def get() -> bytes:
-        body: bytes = admin.get_object(Bucket=bucket, Key=key, **sse.request_params())[
-            "Body"
-        ].read()
+        body: bytes = admin.get_object(Bucket=bucket, Key=key, **sse_params(sse))["Body"].read()
         return body
 
     return await anyio.to_thread.run_sync(get)
@@ -256,7 +255,7 @@ async def test_restart_sends_nothing_twice_and_a_changed_file_again(
         await state.aclose()
     assert sorted(records) == sorted(f"p/{rel}" for rel in data)
     assert {r.key_fingerprint for r in records.values()} == {key.fingerprint}
-    raw = key.request_params()["SSECustomerKey"].encode()
+    raw = key.export_base64().encode()
     for f in root.glob(".ssec-transfer-watch.sqlite*"):
         assert raw not in f.read_bytes()
 
@@ -505,5 +504,5 @@ def test_cli_watch_uploads_and_stops_on_sigint(
     uploaded = sorted(e["path"] for e in events if e.get("status") == "uploaded")
     assert uploaded == sorted(data)
     for rel, content in data.items():
-        body = admin.get_object(Bucket=bucket, Key=f"cli/{rel}", **key.request_params())["Body"]
+        body = admin.get_object(Bucket=bucket, Key=f"cli/{rel}", **sse_params(key))["Body"]
         assert body.read() == content

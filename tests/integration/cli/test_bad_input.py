@@ -18,6 +18,7 @@ import pytest
 
 from ssec_transfer import ObjectChangedError, SSECustomerKey, TransferConfig, TransferEngine
 from ssec_transfer.core.plan import MiB
+from ssec_transfer.s3.sse import sse_params
 from tests.support.helpers import random_file, run_cli
 
 pytestmark = pytest.mark.integration
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def stored(bucket: str, admin, key_file) -> tuple[str, Path, SSECustomerKey]:  # type: ignore[no-untyped-def]
     key_path, key = key_file
-    admin.put_object(Bucket=bucket, Key="obj", Body=os.urandom(1000), **key.request_params())
+    admin.put_object(Bucket=bucket, Key="obj", Body=os.urandom(1000), **sse_params(key))
     return f"s3://{bucket}/obj", key_path, key
 
 
@@ -87,7 +88,7 @@ def test_missing_version(
 ) -> None:  # type: ignore[no-untyped-def]
     key_path, key = key_file
     admin.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    admin.put_object(Bucket=bucket, Key="obj", Body=b"v1", **key.request_params())
+    admin.put_object(Bucket=bucket, Key="obj", Body=b"v1", **sse_params(key))
     bogus = "3HL4kqtJlcpXroDTDmJ-rmSpXd3dIbrHY"
     result = run_cli("get", f"s3://{bucket}/obj", tmp_path / "d.bin", "--key-file", key_path,
                      "--version-id", bogus, env=server_env)  # fmt: skip
@@ -224,7 +225,7 @@ async def test_object_changed_during_download(
         nonlocal changed
         if done and not changed:
             changed = True
-            admin.put_object(Bucket=bucket, Key="obj", Body=b"new", **key.request_params())
+            admin.put_object(Bucket=bucket, Key="obj", Body=b"new", **sse_params(key))
 
     config = TransferConfig(part_size=5 * MiB, multipart_threshold=5 * MiB, concurrency=1)
     async with TransferEngine(config=config, **engine_kwargs) as engine:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from ssec_transfer.s3.sse import sse_params
 from ssec_transfer.servers.base import ServerInfo
 from tests.support.helpers import random_file, run_cli
 
@@ -89,7 +90,7 @@ def test_explicit_checksum_is_never_silently_dropped(
 def _params(key_path: Path) -> dict[str, str]:
     from ssec_transfer.keys.customer import SSECustomerKey
 
-    return SSECustomerKey.from_file(key_path).request_params()
+    return sse_params(SSECustomerKey.from_file(key_path))
 
 
 def test_http_port_never_reached_with_a_key(

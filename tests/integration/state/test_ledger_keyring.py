@@ -105,7 +105,7 @@ def test_every_write_path_is_recorded_and_shown(
     assert k1.fingerprint in text.stdout
     # Nothing about the key itself is shown.
     for key in (k1, k2, k3):
-        assert key.request_params()["SSECustomerKey"] not in text.stdout + text.stderr
+        assert key.export_base64() not in text.stdout + text.stderr
     missing = run_cli("ledger", "show", f"s3://{b}/never-written", env=env)
     assert missing.returncode == 1
     assert "no record" in missing.stderr
@@ -271,7 +271,7 @@ def test_keyring_commands_end_to_end(bucket: str, env: dict[str, str], tmp_path:
     ]
     data = ring.read_bytes()
     assert key._raw not in data
-    assert key.request_params()["SSECustomerKey"].encode() not in data
+    assert key.export_base64().encode() not in data
     # Wrong passphrase: exit 3, nothing changed.
     wrong = run_cli("keyring", "list", *opt, env={**env, PASSPHRASE_ENV: "not it at all"})
     assert wrong.returncode == 3

@@ -14,6 +14,7 @@ import pytest
 
 from ssec_transfer import SSECustomerKey, TransferConfig, TransferEngine
 from ssec_transfer.core.plan import MiB
+from ssec_transfer.s3.sse import sse_params
 from tests.support.helpers import random_file
 
 pytestmark = pytest.mark.integration
@@ -26,11 +27,11 @@ class InjectedFailure(Exception):
 
 
 def _old_object(admin, bucket: str, key: SSECustomerKey) -> None:  # type: ignore[no-untyped-def]
-    admin.put_object(Bucket=bucket, Key="obj", Body=OLD, **key.request_params())
+    admin.put_object(Bucket=bucket, Key="obj", Body=OLD, **sse_params(key))
 
 
 def _assert_old_object_intact(admin, bucket: str, key: SSECustomerKey) -> None:  # type: ignore[no-untyped-def]
-    body = admin.get_object(Bucket=bucket, Key="obj", **key.request_params())["Body"].read()
+    body = admin.get_object(Bucket=bucket, Key="obj", **sse_params(key))["Body"].read()
     assert body == OLD
     assert admin.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 

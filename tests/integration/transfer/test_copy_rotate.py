@@ -21,6 +21,7 @@ from ssec_transfer import SSECustomerKey, TransferConfig, TransferEngine
 from ssec_transfer.core.crc import crc32c, digest_text
 from ssec_transfer.core.errors import TransferFailedError, UsageError, WrongKeyError
 from ssec_transfer.core.plan import MiB
+from ssec_transfer.s3.sse import sse_params
 from ssec_transfer.servers.base import ServerInfo
 from ssec_transfer.transfer.copy import (
     CopyOptions,
@@ -287,7 +288,7 @@ async def test_copy_between_buckets(
 ) -> None:
     source_key, target_key = _keys(shape)
     data = random_file(tmp_path / "src.bin", size).read_bytes()
-    params = source_key.request_params() if source_key else {}
+    params = sse_params(source_key)
     admin.put_object(
         Bucket=bucket, Key="in/product.nc", Body=data, ContentType="application/x-netcdf",
         Metadata={"mission": "mtg"}, **params,
@@ -306,9 +307,7 @@ async def test_copy_between_buckets(
     assert result.verified
     assert result.key_fingerprint == (target_key.fingerprint if target_key else None)
     assert result.source_key_fingerprint == (source_key.fingerprint if source_key else None)
-    head = admin.head_object(
-        Bucket=other_bucket, Key="out/p.nc", **(target_key.request_params() if target_key else {})
-    )
+    head = admin.head_object(Bucket=other_bucket, Key="out/p.nc", **sse_params(target_key))
     assert head["ContentType"] == "application/x-netcdf"
     assert head["Metadata"] == {"mission": "mtg"}
     assert ("SSECustomerAlgorithm" in head) == (target_key is not None)
@@ -345,8 +344,8 @@ async def test_copy_a_prefix(
     one, two = SSECustomerKey.generate(), SSECustomerKey.generate()
     names = ["in/a.nc", "in/sub/b.nc", "in/c.nc"]
     for i, name in enumerate(names):
-        admin.put_object(Bucket=bucket, Key=name, Body=bytes([i]) * 100, **one.request_params())
-    admin.put_object(Bucket=bucket, Key="other/x", Body=b"x", **one.request_params())
+        admin.put_object(Bucket=bucket, Key=name, Body=bytes([i]) * 100, **sse_params(one))
+    admin.put_object(Bucket=bucket, Key="other/x", Body=b"x", **sse_params(one))
     seen: list[str] = []
     async with open_engine(engine_kwargs) as engine:
         outcomes = await copy_prefix(
@@ -366,9 +365,9 @@ async def test_rotate_a_prefix_reports_objects_under_another_key(
     bucket: str, admin: Any, engine_kwargs: dict[str, str], tmp_path: Path
 ) -> None:
     old, new, stranger = (SSECustomerKey.generate() for _ in range(3))
-    admin.put_object(Bucket=bucket, Key="p/a", Body=b"a" * 10, **old.request_params())
-    admin.put_object(Bucket=bucket, Key="p/b", Body=b"b" * 10, **old.request_params())
-    admin.put_object(Bucket=bucket, Key="p/c", Body=b"c" * 10, **stranger.request_params())
+    admin.put_object(Bucket=bucket, Key="p/a", Body=b"a" * 10, **sse_params(old))
+    admin.put_object(Bucket=bucket, Key="p/b", Body=b"b" * 10, **sse_params(old))
+    admin.put_object(Bucket=bucket, Key="p/c", Body=b"c" * 10, **sse_params(stranger))
     async with open_engine(engine_kwargs) as engine:
         outcomes = await rotate_prefix(
             engine.client, engine.scheduler, bucket, "p", old_key=old, new_key=new,

@@ -25,6 +25,7 @@ from ssec_transfer import SSECustomerKey, TransferConfig, TransferEngine
 from ssec_transfer.core.errors import LocalIOError, PlanError, WrongKeyError
 from ssec_transfer.core.plan import GiB, MiB
 from ssec_transfer.core.results import TransferResult
+from ssec_transfer.s3.sse import sse_params
 from ssec_transfer.transfer.download import DownloadOptions
 from ssec_transfer.transfer.streams import download_to_stream, stream_part_size, upload_stream
 from ssec_transfer.transfer.upload import UploadOptions
@@ -183,7 +184,7 @@ def assert_idle(engine: TransferEngine) -> None:
 
 def assert_no_uploads_and_old_object(admin, bucket: str, key: SSECustomerKey) -> None:  # type: ignore[no-untyped-def]
     assert admin.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
-    body = admin.get_object(Bucket=bucket, Key="obj", **key.request_params())["Body"].read()
+    body = admin.get_object(Bucket=bucket, Key="obj", **sse_params(key))["Body"].read()
     assert body == OLD
 
 
@@ -310,7 +311,7 @@ async def test_source_failing_mid_stream_aborts_multipart(
     bucket: str, engine_kwargs: dict[str, str], admin
 ) -> None:  # type: ignore[no-untyped-def]
     key = SSECustomerKey.generate()
-    admin.put_object(Bucket=bucket, Key="obj", Body=OLD, **key.request_params())
+    admin.put_object(Bucket=bucket, Key="obj", Body=OLD, **sse_params(key))
     async with TransferEngine(config=config(), **engine_kwargs) as engine:
         with pytest.raises(LocalIOError, match="cannot read the input stream"):
             await put_stream(engine, FailingSource(12 * MiB), bucket, key)  # type: ignore[arg-type]
@@ -325,7 +326,7 @@ async def test_cancelling_while_the_producer_stalls_aborts_multipart(
 ) -> None:  # type: ignore[no-untyped-def]
     """A producer that stops writing must not delay the abort (Ctrl-C on `slow | put -`)."""
     key = SSECustomerKey.generate()
-    admin.put_object(Bucket=bucket, Key="obj", Body=OLD, **key.request_params())
+    admin.put_object(Bucket=bucket, Key="obj", Body=OLD, **sse_params(key))
     r, w = os.pipe()
     resume = threading.Event()
 
@@ -373,7 +374,7 @@ async def test_stream_needing_more_than_max_parts_fails_and_aborts(
     """10,000 parts of 5 MiB are 49 GiB; the same logic is tested here with a limit of 2."""
     monkeypatch.setattr("ssec_transfer.transfer.streams.MAX_PARTS", 2)
     key = SSECustomerKey.generate()
-    admin.put_object(Bucket=bucket, Key="obj", Body=OLD, **key.request_params())
+    admin.put_object(Bucket=bucket, Key="obj", Body=OLD, **sse_params(key))
     async with TransferEngine(config=config(), **engine_kwargs) as engine:
         with (
             pipe_source(os.urandom(2 * PART + 1)) as reader,

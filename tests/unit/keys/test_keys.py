@@ -15,6 +15,7 @@ from ssec_transfer.cli.main import main
 from ssec_transfer.core.errors import KeyFileError
 from ssec_transfer.keys.customer import SSECustomerKey
 from ssec_transfer.keys.redact import REDACTED
+from ssec_transfer.s3.sse import copy_source_sse_params, sse_params
 
 RAW = bytes(range(32))
 B64 = base64.b64encode(RAW).decode()
@@ -29,12 +30,12 @@ def write(path: Path, data: bytes, mode: int = 0o600) -> Path:
 
 def test_headers_match_the_sse_c_definition() -> None:
     key = SSECustomerKey(RAW)
-    params = key.request_params()
+    params = sse_params(key)
     assert params["SSECustomerAlgorithm"] == "AES256"
     assert base64.b64decode(params["SSECustomerKey"]) == RAW
     assert params["SSECustomerKeyMD5"] == base64.b64encode(hashlib.md5(RAW).digest()).decode()
     assert key.fingerprint == params["SSECustomerKeyMD5"]
-    copy = key.copy_source_params()
+    copy = copy_source_sse_params(key)
     assert copy["CopySourceSSECustomerKey"] == params["SSECustomerKey"]
 
 
@@ -58,7 +59,7 @@ def test_base64_file_with_newline(tmp_path: Path) -> None:
 def test_passphrase_file_as_in_the_aws_cli_guides(tmp_path: Path) -> None:
     """`echo -n "$secret" > key`: 32 printable characters are the raw key."""
     key = SSECustomerKey.from_file(write(tmp_path / "k", PASSPHRASE))
-    assert key.request_params()["SSECustomerKey"] == base64.b64encode(PASSPHRASE).decode()
+    assert key.export_base64() == base64.b64encode(PASSPHRASE).decode()
 
 
 @pytest.mark.parametrize(
@@ -148,7 +149,7 @@ def test_literal_key_on_command_line_is_refused(
 
 def test_debug_logs_are_redacted(caplog: pytest.LogCaptureFixture) -> None:
     key = SSECustomerKey(PASSPHRASE)
-    params = key.request_params()
+    params = sse_params(key)
     with caplog.at_level(logging.DEBUG, logger="botocore.test"):
         logging.getLogger("botocore.test").debug("params: %s", params)
         logging.getLogger("botocore.test").debug("raw %r", PASSPHRASE)
