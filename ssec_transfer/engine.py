@@ -24,7 +24,7 @@ import botocore.exceptions as bx
 from ssec_transfer.core.checksums import MODES, ChecksumPolicy
 from ssec_transfer.core.errors import ChecksumUnsupportedError, ErrorContext, UsageError
 from ssec_transfer.core.plan import MiB, check_part_size
-from ssec_transfer.core.results import ObjectInfo, TransferResult
+from ssec_transfer.core.results import ObjectInfo, ProgressCallback, TransferResult
 from ssec_transfer.core.retry import RetryPolicy
 from ssec_transfer.core.scheduler import Scheduler
 from ssec_transfer.keys.customer import SSECustomerKey
@@ -32,6 +32,7 @@ from ssec_transfer.s3.capabilities import load_cached, server_verifies_checksum
 from ssec_transfer.s3.client import ConnectionSettings, open_client, refuse_plain_http
 from ssec_transfer.s3.errors import translate
 from ssec_transfer.s3.listing import ListedObject, list_objects
+from ssec_transfer.s3.requests import ObjectRef, head_object
 from ssec_transfer.state.journal import Journal, Resumable
 from ssec_transfer.state.journal import default_path as default_journal_path
 from ssec_transfer.state.ledger import Ledger
@@ -47,12 +48,7 @@ from ssec_transfer.transfer.copy import (
     rotate_object,
     rotate_prefix,
 )
-from ssec_transfer.transfer.download import (
-    DownloadOptions,
-    ProgressCallback,
-    download_file,
-    head_object,
-)
+from ssec_transfer.transfer.download import DownloadOptions, download_file
 from ssec_transfer.transfer.streams import download_to_stream, upload_stream
 from ssec_transfer.transfer.upload import UploadOptions, upload_file
 
@@ -418,6 +414,7 @@ class TransferEngine:
             multipart_threshold=cfg.multipart_threshold,
             checksum=self._checksum,
             capabilities=self._copy_caps,
+            retry=self.retry_policy,
         )
 
     async def _copy_guard(
@@ -563,5 +560,7 @@ class TransferEngine:
         """Size, ETag, version and the fingerprint of the key the server says protects it."""
         client = self._guard(sse_key)
         async with self.scheduler.request():
-            info, _ = await head_object(client, bucket, key, ssec=sse_key, version_id=version_id)
+            info, _ = await head_object(
+                client, ObjectRef(bucket, key, sse_key), version_id=version_id
+            )
         return info

@@ -7,11 +7,10 @@ from typing import Any
 
 import anyio
 
-from ssec_transfer.core.results import ObjectInfo, TransferResult
+from ssec_transfer.core.results import ObjectInfo, ProgressCallback, TransferResult
 from ssec_transfer.core.taskgroups import in_child_task
 from ssec_transfer.engine import TransferEngine
 from ssec_transfer.keys.customer import SSECustomerKey
-from ssec_transfer.transfer.download import ProgressCallback
 
 
 def upload(

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
+
+# How transfers report progress: (bytes just done, total bytes of the object).
+ProgressCallback = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,12 @@ clear error, so the group is unwrapped to its most meaningful member.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
 import anyio
-from anyio.abc import TaskGroup
+from anyio.abc import ObjectReceiveStream, ObjectSendStream, TaskGroup
 
 from ssec_transfer.core.errors import SSECTransferError
 
@@ -63,3 +63,30 @@ async def in_child_task(work: Callable[[], Awaitable[T]]) -> T:
     async with task_group() as tg:
         tg.start_soon(child)
     return results[0]
+
+
+async def for_each(
+    items: Sequence[T], work: Callable[[T], Awaitable[None]], concurrency: int
+) -> None:
+    """Run `work` on every item with at most `concurrency` workers: a producer and N workers
+    over a bounded stream, so items are taken in order and the first failure cancels the rest."""
+    if not items:
+        return
+    workers = max(1, min(concurrency, len(items)))
+    send, receive = anyio.create_memory_object_stream[T](max_buffer_size=workers)
+
+    async def produce(send: ObjectSendStream[T]) -> None:
+        async with send:
+            for item in items:
+                await send.send(item)
+
+    async def consume(receive: ObjectReceiveStream[T]) -> None:
+        async with receive:
+            async for item in receive:
+                await work(item)
+
+    async with task_group() as tg:
+        tg.start_soon(produce, send)
+        for _ in range(workers):
+            tg.start_soon(consume, receive.clone())
+        receive.close()

@@ -210,6 +210,10 @@ async def diagnose_key_failure(
     return None
 
 
+# What the server or the network can fail a request with; anything else is not ours to translate.
+S3_FAILURES: tuple[type[Exception], ...] = (bx.BotoCoreError, bx.ClientError, aiohttp.ClientError)
+
+
 @contextmanager
 def translated(ctx: ErrorContext, *, key_sent: bool, writing: bool = False) -> Iterator[None]:
     """Re-raise any non-tool exception as the matching tool error."""
@@ -217,5 +221,5 @@ def translated(ctx: ErrorContext, *, key_sent: bool, writing: bool = False) -> I
         yield
     except SSECTransferError:
         raise
-    except (bx.BotoCoreError, bx.ClientError, aiohttp.ClientError) as exc:
+    except S3_FAILURES as exc:
         raise translate(exc, ctx, key_sent=key_sent, writing=writing) from exc

@@ -1,4 +1,11 @@
-"""Starting a multipart upload without ever leaving one behind.
+"""The multipart lifecycle, written once: create, parts, complete, and an abort on every
+other way out.
+
+`multipart_upload` is an async context manager that every multipart writer (upload, streams,
+copies) runs its parts inside. On any failure or cancellation the upload is aborted under a
+shielded scope, so nothing is left on the server and an existing object of the same name stays
+untouched; `MultipartUpload.complete` also asks a HEAD for the ETag where Ceph RGW answers
+CompleteMultipartUpload without one.
 
 CreateMultipartUpload is not idempotent: when its answer is lost (a reset, a 503 from a
 proxy, a read timeout) and botocore retries, the server may hold an upload the client never
@@ -10,34 +17,106 @@ the same key that the server started during that call are aborted.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
 
-from ssec_transfer.core.errors import ErrorContext
 from ssec_transfer.core.retry import BODY_ERRORS
 from ssec_transfer.core.scheduler import Scheduler
 from ssec_transfer.s3.errors import translated
+from ssec_transfer.s3.requests import ObjectRef, abort_quietly
 
 log = logging.getLogger(__name__)
 
 # Clock skew tolerated between this machine and the server when matching `Initiated` times.
 SKEW = timedelta(seconds=120)
 SWEEP_TIMEOUT = 30.0
+ABORT_TIMEOUT = 30.0
 
 
-async def create_multipart_upload(client: Any, scheduler: Scheduler, params: dict[str, Any]) -> str:
-    """CreateMultipartUpload with `params`; returns the UploadId."""
-    bucket, key = params["Bucket"], params["Key"]
-    ctx = ErrorContext("CreateMultipartUpload", bucket, key)
-    started = datetime.now(UTC)
-    key_sent = "SSECustomerKey" in params
+@dataclass
+class MultipartUpload:
+    """One multipart upload in progress: the parts the server has acknowledged so far."""
+
+    client: Any
+    scheduler: Scheduler
+    obj: ObjectRef
+    upload_id: str
+    parts: dict[int, dict[str, Any]] = field(default_factory=dict)
+    completed: bool = False
+
+    def part_done(self, number: int, etag: str, checksum: dict[str, str]) -> None:
+        """Record an acknowledged part (its ETag and checksum header, if one was sent)."""
+        self.parts[number] = {"PartNumber": number, "ETag": etag, **checksum}
+
+    async def complete(self) -> tuple[str | None, str | None]:
+        """CompleteMultipartUpload with every recorded part; returns (ETag, VersionId)."""
+        obj = self.obj
+        with translated(obj.context("CompleteMultipartUpload"), key_sent=True, writing=True):
+            async with self.scheduler.request():
+                done = await self.client.complete_multipart_upload(
+                    UploadId=self.upload_id,
+                    MultipartUpload={"Parts": [self.parts[n] for n in sorted(self.parts)]},
+                    **obj.params(),
+                )
+        self.completed = True
+        etag, version_id = done.get("ETag") or None, done.get("VersionId")
+        if etag is None:  # Ceph RGW answers CompleteMultipartUpload with an empty ETag
+            with translated(obj.context("HeadObject"), key_sent=obj.key_sent):
+                async with self.scheduler.request():
+                    head = await self.client.head_object(**obj.params())
+            etag, version_id = head.get("ETag"), head.get("VersionId", version_id)
+        return etag, version_id
+
+
+@asynccontextmanager
+async def multipart_upload(
+    client: Any,
+    scheduler: Scheduler,
+    obj: ObjectRef,
+    *,
+    create_extra: dict[str, Any],
+    upload_id: str | None = None,
+    keep_on_failure: bool = False,
+    on_abort: Callable[[], Awaitable[None]] | None = None,
+) -> AsyncIterator[MultipartUpload]:
+    """Create (or continue `upload_id`) a multipart upload of `obj` and yield it; the body
+    sends parts and calls `complete()`. On any other way out the upload is aborted (shielded)
+    and `on_abort` runs, unless `keep_on_failure` keeps it for a later resume."""
+    if upload_id is None:
+        upload_id = await create_multipart_upload(client, scheduler, obj, create_extra)
+    upload = MultipartUpload(client, scheduler, obj, upload_id)
     try:
-        with translated(ctx, key_sent=key_sent, writing=True):
+        await anyio.lowlevel.checkpoint()  # a cancellation held back by the shield lands here
+        yield upload
+        if not upload.completed:
+            raise RuntimeError("a multipart upload was left without complete()")
+    except BaseException:
+        if keep_on_failure:
+            raise
+        with anyio.move_on_after(ABORT_TIMEOUT, shield=True):
+            await abort_quietly(client, obj, upload_id)
+            if on_abort is not None:
+                await on_abort()
+        raise
+
+
+async def create_multipart_upload(
+    client: Any, scheduler: Scheduler, obj: ObjectRef, extra: dict[str, Any]
+) -> str:
+    """CreateMultipartUpload of `obj` with `extra` parameters; returns the UploadId."""
+    bucket, key = obj.bucket, obj.key
+    ctx = obj.context("CreateMultipartUpload")
+    started = datetime.now(UTC)
+    try:
+        with translated(ctx, key_sent=obj.key_sent, writing=True):
             async with scheduler.request():
                 with anyio.CancelScope(shield=True):
-                    created = await client.create_multipart_upload(**params)
+                    created = await client.create_multipart_upload(**extra, **obj.params())
     except BaseException as exc:
         if isinstance(exc.__cause__, BODY_ERRORS):  # the server may have created one anyway
             await _abort_orphans(client, bucket, key, None, started)

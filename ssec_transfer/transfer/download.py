@@ -1,10 +1,12 @@
 """Download one object: HEAD with the key, then ranged GETs in parallel into a temporary file.
 
-Every GET is pinned to the object seen by the HEAD (If-Match on its ETag, and its VersionId),
-so an object replaced mid-download fails cleanly instead of mixing two versions. Parts are
-written positionally (`os.pwrite`), so no reorder buffer is needed. The temporary file lives
-beside DEST and is renamed over it only after every byte arrived and was fsynced; on any
-failure it is removed and DEST is left exactly as it was.
+One `DownloadJob` per object holds what its requests need. Every GET is pinned to the object
+seen by the HEAD (If-Match on its ETag, and its VersionId), so an object replaced mid-download
+fails cleanly instead of mixing two versions; a body that breaks midway is fetched again from
+the byte where it broke (`s3.requests.get_range`). Parts are written positionally
+(`os.pwrite`), so no reorder buffer is needed. The temporary file lives beside DEST and is
+renamed over it only after every byte arrived and was fsynced; on any failure it is removed and
+DEST is left exactly as it was.
 """
 
 from __future__ import annotations
@@ -14,38 +16,31 @@ import errno
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import anyio
-from anyio.abc import ObjectReceiveStream
 
-from ssec_transfer.core.crc import combine_parts, crc32c, digest_text
+from ssec_transfer.core.crc import combine_parts, digest_text
 from ssec_transfer.core.errors import (
     ErrorContext,
     IntegrityError,
     LocalIOError,
-    NoSuchBucketError,
-    NoSuchVersionError,
     SSECTransferError,
-    TransferFailedError,
-    UnexpectedKeyError,
     UsageError,
 )
 from ssec_transfer.core.plan import Part, plan_parts
-from ssec_transfer.core.results import ObjectInfo, TransferResult
-from ssec_transfer.core.retry import BODY_ERRORS, RetryPolicy, describe
+from ssec_transfer.core.results import ObjectInfo, ProgressCallback, TransferResult
+from ssec_transfer.core.retry import RetryPolicy
 from ssec_transfer.core.scheduler import Scheduler
-from ssec_transfer.core.taskgroups import task_group
+from ssec_transfer.core.taskgroups import for_each
 from ssec_transfer.keys.customer import SSECustomerKey
-from ssec_transfer.s3.errors import diagnose_key_failure, status_of, translate
-from ssec_transfer.s3.sse import sse_params
+from ssec_transfer.s3.requests import ObjectRef, RangeRead, get_range, head_object, pinned_get
 from ssec_transfer.state.journal import DownloadEntry, Resumable
 
 log = logging.getLogger(__name__)
-ProgressCallback = Callable[[int, int], None]  # (bytes just done, total bytes)
 # Bytes of a response body held in memory per request before they are written to disk.
 WRITE_CHUNK = 1024 * 1024
 
@@ -60,114 +55,6 @@ class DownloadOptions:
     # The digest this object should have, when something recorded one (the ledger, for
     # objects this machine wrote); the download is refused if the bytes differ.
     expected_digest: Callable[[ObjectInfo], str | None] = lambda info: None
-
-
-def first_fingerprint(value: str | None) -> str | None:
-    """SeaweedFS repeats the key-MD5 header (`x, x`); take the value once."""
-    if not value:
-        return None
-    return value.split(",")[0].strip() or None
-
-
-async def head_object(
-    client: Any,
-    bucket: str,
-    key: str,
-    *,
-    ssec: SSECustomerKey | None,
-    version_id: str | None,
-    checksums: bool = False,
-) -> tuple[ObjectInfo, dict[str, Any]]:
-    """HeadObject with the key; `checksums=True` also asks for the stored checksum."""
-    ctx = ErrorContext("HeadObject", bucket, key)
-    params: dict[str, Any] = {"Bucket": bucket, "Key": key}
-    if checksums:
-        params["ChecksumMode"] = "ENABLED"
-    if version_id:
-        params["VersionId"] = version_id
-    if ssec:
-        params.update(sse_params(ssec))
-    try:
-        head = await client.head_object(**params)
-    except Exception as exc:
-        if status_of(exc) in (400, 403):
-            diagnosed = await diagnose_key_failure(
-                client, ctx, key_sent=ssec is not None, version_id=version_id
-            )
-            if diagnosed:
-                raise diagnosed from None
-        if status_of(exc) == 404 and not await _bucket_exists(client, bucket):
-            raise NoSuchBucketError(
-                f"bucket {bucket!r} does not exist",
-                hint="check the bucket name and the endpoint",
-                context=ctx,
-            ) from None
-        if status_of(exc) == 404 and version_id:
-            raise NoSuchVersionError(
-                f"no version {version_id} of this object exists",
-                hint="list versions to find the right one",
-                context=ctx,
-            ) from None
-        raise translate(exc, ctx, key_sent=ssec is not None) from exc
-    algorithm = head.get("SSECustomerAlgorithm")
-    if ssec and not algorithm:
-        raise UnexpectedKeyError(
-            "a key was given but the object is not SSE-C encrypted",
-            hint="read it without --key-file",
-            context=ctx,
-        )
-    modified = head.get("LastModified")
-    info = ObjectInfo(
-        bucket=bucket,
-        key=key,
-        size=int(head["ContentLength"]),
-        etag=head.get("ETag"),
-        version_id=head.get("VersionId"),
-        last_modified=modified.isoformat() if modified else None,
-        content_type=head.get("ContentType"),
-        sse_customer_algorithm=algorithm,
-        key_fingerprint=first_fingerprint(head.get("SSECustomerKeyMD5")),
-    )
-    return info, head
-
-
-async def _bucket_exists(client: Any, bucket: str) -> bool:
-    """A HEAD 404 has no body saying whether the bucket or the object is missing; ask."""
-    try:
-        await client.head_bucket(Bucket=bucket)
-    except Exception as exc:
-        return status_of(exc) != 404
-    return True
-
-
-async def get_object(
-    client: Any, params: dict[str, Any], ctx: ErrorContext, *, key_sent: bool
-) -> dict[str, Any]:
-    """GetObject; a 400/403 is diagnosed (wrong, missing or unexpected key) the same way on
-    every server, anything else translated into the tool's errors."""
-    try:
-        resp: dict[str, Any] = await client.get_object(**params)
-    except Exception as exc:
-        if status_of(exc) in (400, 403):
-            diagnosed = await diagnose_key_failure(
-                client, ctx, key_sent=key_sent, version_id=params.get("VersionId")
-            )
-            if diagnosed:
-                raise diagnosed from None
-        raise translate(exc, ctx, key_sent=key_sent) from exc
-    return resp
-
-
-def pinned_get(info: ObjectInfo, ssec: SSECustomerKey | None) -> dict[str, Any]:
-    """GetObject parameters that read exactly the object version a HEAD saw, or fail (412)."""
-    pin: dict[str, Any] = {"Bucket": info.bucket, "Key": info.key}
-    if info.version_id and info.version_id != "null":
-        pin["VersionId"] = info.version_id
-    if info.etag:
-        pin["IfMatch"] = info.etag
-    if ssec:
-        pin.update(sse_params(ssec))
-    return pin
 
 
 def plan_reads(size: int, options: DownloadOptions) -> list[Part]:
@@ -290,157 +177,170 @@ async def download_file(
     scheduler: Scheduler,
     progress: ProgressCallback | None = None,
 ) -> TransferResult:
+    """Download s3://bucket/key (that version, if given) to `dest`, a file or a folder."""
     started = time.perf_counter()
     target = resolve_destination(dest, key)
     async with scheduler.request():
         info, head = await head_object(
-            client, bucket, key, ssec=ssec, version_id=version_id, checksums=True
+            client, ObjectRef(bucket, key, ssec), version_id=version_id, checksums=True
         )
-    expected = _stored_digest(head) or options.expected_digest(info)
-    pin = pinned_get(info, ssec)
-    parts = plan_reads(info.size, options)
-
-    resumable = options.resumable
-    journal_id: int | None = None
-    finished: dict[int, int] = {}
-    reuse: Path | None = None
-    if resumable is not None and not resumable.resume:
-        resumable = None  # downloads journal their ranges only when asked to be resumable
-    if resumable is not None and len(parts) > 1:
-        target = await anyio.to_thread.run_sync(target.absolute)
-        entry = await anyio.to_thread.run_sync(
-            resumable.journal.find_download, resumable.endpoint, bucket, key, str(target)
-        )
-        same_object = (
-            entry is not None
-            and (entry.etag, entry.size, entry.part_size)
-            == (info.etag, info.size, options.part_size)
-            and entry.version_id == info.version_id
-        )
-        if entry is not None and resumable.resume and same_object:
-            reuse = Path(entry.temp)
-            journal_id = entry.id
-            finished = await anyio.to_thread.run_sync(resumable.journal.download_parts, entry.id)
-    # Shielded: a temporary file (and its journal row) created must be known, to be removed.
-    with anyio.CancelScope(shield=True):
-        temp = await anyio.to_thread.run_sync(_TempFile, target, reuse)
-        if resumable is not None and len(parts) > 1 and not temp.reused:
-            finished = {}
-            journal_id = await anyio.to_thread.run_sync(
-                resumable.journal.start_download,
-                DownloadEntry(
-                    0, 0.0, resumable.endpoint, bucket, key, info.version_id, info.etag,
-                    info.size, options.part_size, str(target), str(temp.path),
-                    ssec.fingerprint if ssec else None,
-                ),
-            )  # fmt: skip
-
-    async def on_range_done(number: int, crc: int) -> None:
-        if resumable is not None and journal_id is not None:
-            await anyio.to_thread.run_sync(resumable.journal.range_done, journal_id, number, crc)
-
-    try:
-        await anyio.lowlevel.checkpoint()  # a cancellation held back by the shield lands here
-        if not temp.reused:
-            await anyio.to_thread.run_sync(temp.allocate, info.size)
-        crc = await _fetch_parts(
-            client,
-            temp,
-            parts,
-            pin,
-            ssec,
-            ranged=len(parts) > 1,
-            options=options,
-            scheduler=scheduler,
-            progress=progress,
-            finished=finished,
-            on_range_done=on_range_done,
-        )
-        if expected is not None and digest_text(crc) != expected:
-            raise IntegrityError(
-                f"the data received has CRC32C {digest_text(crc)}, but the object's is "
-                f"{expected}: bytes were corrupted in transit",
-                hint="rerun the download; nothing was written to DEST",
-                context=ErrorContext("GetObject", bucket, key),
-            )
-        await anyio.to_thread.run_sync(temp.commit)
-    except BaseException:
-        with anyio.CancelScope(shield=True):
-            if resumable is not None and resumable.resume and journal_id is not None:
-                await anyio.to_thread.run_sync(temp.close)
-                log.warning(
-                    "download of s3://%s/%s interrupted; finished ranges are kept in %s; run "
-                    "the same command with --resume to continue",
-                    bucket, key, temp.path,
-                )  # fmt: skip
-            else:
-                await anyio.to_thread.run_sync(temp.discard)
-                if resumable is not None and journal_id is not None:
-                    await anyio.to_thread.run_sync(resumable.journal.forget_download, journal_id)
-        raise
-    if resumable is not None and journal_id is not None:
-        await anyio.to_thread.run_sync(resumable.journal.forget_download, journal_id)
+    job = DownloadJob(
+        client, info, ssec, target, plan_reads(info.size, options), options, scheduler, progress,
+        expected=_stored_digest(head) or options.expected_digest(info),
+    )  # fmt: skip
+    crc, resumed = await job.run()
     return TransferResult(
         operation="download",
         bucket=bucket,
         key=key,
-        path=str(target),
+        path=str(job.target),
         size=info.size,
         etag=info.etag,
         version_id=info.version_id,
         key_fingerprint=ssec.fingerprint if ssec else None,
-        parts=len(parts),
+        parts=len(job.parts),
         seconds=time.perf_counter() - started,
         checksum=digest_text(crc),
-        resumed_parts=len(finished),
+        resumed_parts=resumed,
     )
 
 
-async def _fetch_parts(
-    client: Any,
-    temp: _TempFile,
-    parts: list[Part],
-    pin: dict[str, Any],
-    ssec: SSECustomerKey | None,
-    *,
-    ranged: bool,
-    options: DownloadOptions,
-    scheduler: Scheduler,
-    progress: ProgressCallback | None,
-    finished: dict[int, int],
-    on_range_done: Callable[[int, int], Awaitable[None]],
-) -> int:
-    """Fetch every range not yet `finished` (number -> CRC32C) into the file; return the
-    CRC32C of the whole object."""
-    crcs: dict[int, int] = dict(finished)
-    total = parts[-1].end
-    if progress:
-        progress(sum(p.length for p in parts if p.number in finished), total)
-    parts_left = [part for part in parts if part.number not in finished]
-    workers = max(1, min(options.concurrency, len(parts_left)))
-    send, receive = anyio.create_memory_object_stream[Part](max_buffer_size=len(parts_left))
-    with send:
-        for part in parts_left:
-            send.send_nowait(part)
+@dataclass
+class DownloadJob:
+    """One object version to one file: everything its requests need."""
 
-    async def fetch(receive: ObjectReceiveStream[Part]) -> None:
-        async with receive:
-            async for part in receive:
-                async with (
-                    scheduler.budget.reserve(min(part.length, WRITE_CHUNK)),
-                    scheduler.request(),
-                ):
-                    crcs[part.number] = await _fetch_range(
-                        client, temp, part, pin, ssec,
-                        ranged=ranged, total=total, progress=progress, retry=options.retry,
-                    )  # fmt: skip
-                await on_range_done(part.number, crcs[part.number])
+    client: Any
+    info: ObjectInfo
+    sse: SSECustomerKey | None
+    target: Path
+    parts: list[Part]
+    options: DownloadOptions
+    scheduler: Scheduler
+    progress: ProgressCallback | None
+    expected: str | None = None  # the whole object's digest, where one is known
+    journal_id: int | None = None
 
-    async with task_group() as tg:
-        for _ in range(workers):
-            tg.start_soon(fetch, receive.clone())
-        receive.close()
-    return combine_parts((crcs[part.number], part.length) for part in parts)
+    @property
+    def resumable(self) -> Resumable | None:
+        """Downloads journal their ranges only when asked to be resumable, and only ranged."""
+        resumable = self.options.resumable
+        if resumable is None or not resumable.resume or len(self.parts) < 2:
+            return None
+        return resumable
+
+    async def run(self) -> tuple[int, int]:
+        """Fetch into a temporary file and rename it over the target; returns the object's
+        CRC32C and how many ranges an interrupted run had already fetched."""
+        finished, reuse = await self._resume_point()
+        # Shielded: a temporary file (and its journal row) created must be known, to be removed.
+        with anyio.CancelScope(shield=True):
+            temp = await anyio.to_thread.run_sync(_TempFile, self.target, reuse)
+            if not temp.reused:
+                finished = {}
+                await self._journal_start(temp)
+        try:
+            await anyio.lowlevel.checkpoint()  # a cancellation held back by the shield lands here
+            if not temp.reused:
+                await anyio.to_thread.run_sync(temp.allocate, self.info.size)
+            crc = await self._fetch(temp, finished)
+            if self.expected is not None and digest_text(crc) != self.expected:
+                raise IntegrityError(
+                    f"the data received has CRC32C {digest_text(crc)}, but the object's is "
+                    f"{self.expected}: bytes were corrupted in transit",
+                    hint="rerun the download; nothing was written to DEST",
+                    context=ErrorContext("GetObject", self.info.bucket, self.info.key),
+                )
+            await anyio.to_thread.run_sync(temp.commit)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._keep_or_discard(temp)
+            raise
+        await self._journal_forget()
+        return crc, len(finished)
+
+    async def _resume_point(self) -> tuple[dict[int, int], Path | None]:
+        """Ranges an interrupted download of this very object already fetched, and its file."""
+        resumable = self.resumable
+        if resumable is None:
+            return {}, None
+        info = self.info
+        self.target = await anyio.to_thread.run_sync(self.target.absolute)
+        entry = await anyio.to_thread.run_sync(
+            resumable.journal.find_download,
+            resumable.endpoint, info.bucket, info.key, str(self.target),
+        )  # fmt: skip
+        if entry is None or (entry.etag, entry.size, entry.part_size, entry.version_id) != (
+            info.etag, info.size, self.options.part_size, info.version_id,
+        ):  # fmt: skip
+            return {}, None
+        self.journal_id = entry.id
+        finished = await anyio.to_thread.run_sync(resumable.journal.download_parts, entry.id)
+        return finished, Path(entry.temp)
+
+    async def _journal_start(self, temp: _TempFile) -> None:
+        resumable, info = self.resumable, self.info
+        if resumable is None:
+            return
+        entry = DownloadEntry(
+            0, 0.0, resumable.endpoint, info.bucket, info.key, info.version_id, info.etag,
+            info.size, self.options.part_size, str(self.target), str(temp.path),
+            self.sse.fingerprint if self.sse else None,
+        )  # fmt: skip
+        self.journal_id = await anyio.to_thread.run_sync(resumable.journal.start_download, entry)
+
+    async def _journal_forget(self) -> None:
+        if self.resumable is not None and self.journal_id is not None:
+            await anyio.to_thread.run_sync(self.resumable.journal.forget_download, self.journal_id)
+
+    async def _keep_or_discard(self, temp: _TempFile) -> None:
+        """After a failure: keep the finished ranges for --resume, else remove every trace."""
+        if self.resumable is not None and self.journal_id is not None:
+            await anyio.to_thread.run_sync(temp.close)
+            log.warning(
+                "download of s3://%s/%s interrupted; finished ranges are kept in %s; run the "
+                "same command with --resume to continue",
+                self.info.bucket, self.info.key, temp.path,
+            )  # fmt: skip
+            return
+        await anyio.to_thread.run_sync(temp.discard)
+        await self._journal_forget()
+
+    async def _fetch(self, temp: _TempFile, finished: dict[int, int]) -> int:
+        """Fetch every range not yet `finished` (number -> CRC32C) into the file; return the
+        CRC32C of the whole object."""
+        parts, total = self.parts, self.info.size
+        crcs: dict[int, int] = dict(finished)
+        if self.progress:
+            self.progress(sum(p.length for p in parts if p.number in finished), total)
+        read = RangeRead(
+            pinned_get(self.info, self.sse), key_sent=self.sse is not None,
+            ranged=len(parts) > 1, chunk_size=WRITE_CHUNK, retry=self.options.retry,
+            hint="rerun the download (nothing partial was kept)",
+        )  # fmt: skip
+        resumable = self.resumable
+
+        async def fetch(part: Part) -> None:
+            async def write(chunk: bytes, at: int) -> None:
+                try:
+                    await anyio.to_thread.run_sync(temp.write_at, chunk, part.offset + at)
+                except OSError as exc:
+                    raise _write_error(exc, temp.dest) from None
+                if self.progress:
+                    self.progress(len(chunk), total)
+
+            async with (
+                self.scheduler.budget.reserve(min(part.length, WRITE_CHUNK)),
+                self.scheduler.request(),
+            ):
+                crcs[part.number] = await get_range(read, self.client, part, write)
+            if resumable is not None and self.journal_id is not None:
+                await anyio.to_thread.run_sync(
+                    resumable.journal.range_done, self.journal_id, part.number, crcs[part.number]
+                )
+
+        todo = [part for part in parts if part.number not in finished]
+        await for_each(todo, fetch, self.options.concurrency)
+        return combine_parts((crcs[part.number], part.length) for part in parts)
 
 
 def _write_error(exc: OSError, dest: Path) -> SSECTransferError:
@@ -450,83 +350,3 @@ def _write_error(exc: OSError, dest: Path) -> SSECTransferError:
             hint="free some space or choose another destination; nothing partial was kept",
         )
     return LocalIOError(f"cannot write {dest}: {exc.strerror}")
-
-
-class _BrokenBody(Exception):
-    """The body ended before the range did; the rest of the range is fetched again."""
-
-
-RETRIED_BODY_ERRORS: tuple[type[BaseException], ...] = (_BrokenBody, *BODY_ERRORS)
-
-
-async def _fetch_range(
-    client: Any,
-    temp: _TempFile,
-    part: Part,
-    pin: dict[str, Any],
-    ssec: SSECustomerKey | None,
-    *,
-    ranged: bool,
-    total: int,
-    progress: ProgressCallback | None,
-    retry: RetryPolicy,
-) -> int:
-    """GET one range and stream it to its place in the file, WRITE_CHUNK bytes at a time;
-    return the range's CRC32C. A body that breaks midway is fetched again from where it broke
-    (bytes already written are kept), up to `retry.max_attempts` times."""
-    ctx = ErrorContext("GetObject", pin["Bucket"], pin["Key"], part.number if ranged else None)
-    received = 0
-    crc = 0
-    attempt = 1
-    while True:
-        params = dict(pin)
-        if part.length > 0 and (ranged or received):
-            params["Range"] = f"bytes={part.offset + received}-{part.end - 1}"
-        resp = await get_object(client, params, ctx, key_sent=ssec is not None)
-        try:
-            async with resp["Body"] as body:
-                while received < part.length:
-                    want = min(WRITE_CHUNK, part.length - received)
-                    chunk = await _read_exactly(body, want)
-                    if len(chunk) != want:
-                        raise _BrokenBody(
-                            f"the body ended after {received + len(chunk)} of {part.length} bytes"
-                        )
-                    try:
-                        await anyio.to_thread.run_sync(temp.write_at, chunk, part.offset + received)
-                    except OSError as exc:
-                        raise _write_error(exc, temp.dest) from None
-                    crc = crc32c(chunk, crc)
-                    received += want
-                    if progress:
-                        progress(want, total)
-                if await body.read(1):
-                    raise IntegrityError(
-                        f"the server sent more than the {part.length} bytes asked for",
-                        hint="rerun the download; nothing partial was kept",
-                        context=ctx,
-                    )
-            return crc
-        except RETRIED_BODY_ERRORS as exc:
-            if attempt >= retry.max_attempts:
-                raise TransferFailedError(
-                    f"the response body broke {attempt} times; last: {describe(exc)}",
-                    hint="check the network; rerun the download (nothing partial was kept)",
-                    context=ctx,
-                ) from exc
-            log.info("%s: body broke (%s); fetching the rest again", ctx.url, describe(exc))
-            await anyio.sleep(retry.delay(attempt))
-            attempt += 1
-
-
-async def _read_exactly(body: Any, size: int) -> bytes:
-    """Up to `size` bytes; fewer only if the body ends first."""
-    pieces: list[bytes] = []
-    have = 0
-    while have < size:
-        piece: bytes = await body.read(size - have)
-        if not piece:
-            break
-        pieces.append(piece)
-        have += len(piece)
-    return pieces[0] if len(pieces) == 1 else b"".join(pieces)

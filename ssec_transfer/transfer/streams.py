@@ -4,8 +4,9 @@ Upload (`put - s3://B/K`): a pipe cannot be seeked or measured, so parts are rea
 each into memory, by one reader; its bytes are reserved in the engine's byte budget *before*
 the read, so what is in memory is the budget plus at most the part being read, whatever the
 stream's length. A stream that ends below the multipart threshold becomes one PutObject;
-otherwise the parts go through a bounded stream to N workers, and any failure or cancellation
-aborts the multipart upload, so an existing object of the same name stays untouched.
+otherwise the parts go through a bounded stream to N workers inside the multipart lifecycle
+(`s3.multipart`), which aborts the upload on any failure or cancellation, so an existing
+object of the same name stays untouched.
 
 Download (`get s3://B/K -`): ranged GETs run in parallel, pinned to the version the HEAD saw,
 but a pipe must be written in order. A reorder window lets at most `concurrency` ranges be
@@ -18,6 +19,7 @@ from __future__ import annotations
 import errno
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, BinaryIO
 
 import anyio
@@ -25,13 +27,7 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream, TaskGroup
 
 from ssec_transfer.core.buffers import ByteBudget
 from ssec_transfer.core.checksums import ChecksumAlgorithm
-from ssec_transfer.core.errors import (
-    ErrorContext,
-    IntegrityError,
-    LocalIOError,
-    PlanError,
-    SSECTransferError,
-)
+from ssec_transfer.core.errors import LocalIOError, PlanError, SSECTransferError
 from ssec_transfer.core.plan import (
     MAX_PARTS,
     MAX_SINGLE_PUT,
@@ -39,30 +35,25 @@ from ssec_transfer.core.plan import (
     check_part_size,
     choose_part_size,
 )
-from ssec_transfer.core.results import TransferResult
+from ssec_transfer.core.results import ProgressCallback, TransferResult
 from ssec_transfer.core.scheduler import Scheduler
 from ssec_transfer.core.taskgroups import task_group
 from ssec_transfer.core.units import format_size
 from ssec_transfer.keys.customer import SSECustomerKey
 from ssec_transfer.s3.bodies import PartBody
-from ssec_transfer.s3.errors import translate, translated
-from ssec_transfer.s3.multipart import create_multipart_upload
-from ssec_transfer.s3.sse import sse_params
-from ssec_transfer.transfer.download import (
-    DownloadOptions,
-    get_object,
+from ssec_transfer.s3.multipart import MultipartUpload, multipart_upload
+from ssec_transfer.s3.requests import (
+    ObjectRef,
+    RangeRead,
+    checksum_params,
+    get_range,
     head_object,
     pinned_get,
-    plan_reads,
+    put_object,
+    upload_part,
 )
-from ssec_transfer.transfer.upload import (
-    ABORT_TIMEOUT,
-    ProgressCallback,
-    UploadOptions,
-    abort_quietly,
-    check_echo,
-    checksum_params,
-)
+from ssec_transfer.transfer.download import DownloadOptions, plan_reads
+from ssec_transfer.transfer.upload import UploadOptions
 
 STREAM_PATH = "-"  # what TransferResult.path says for stdin/stdout, as on the command line
 CONTENT_TYPE = "application/octet-stream"
@@ -214,7 +205,7 @@ async def upload_stream(
     if expected_size is not None and expected_size < 0:
         raise PlanError(f"the expected size cannot be negative ({expected_size})")
     part_size = stream_part_size(expected_size, options)
-    common: dict[str, Any] = {"Bucket": bucket, "Key": key, **sse_params(ssec)}
+    target = ObjectRef(bucket, key, ssec)
     parts = _PartReader(reader, part_size, scheduler.budget, options.checksum.algorithm)
     tracker = _Progress(progress, expected_size)
     try:
@@ -230,14 +221,12 @@ async def upload_stream(
                 break
         if parts.eof and parts.offset < options.multipart_threshold:
             tracker.ended(parts.offset)
-            etag, version_id = await _put_stream_single(
-                client, head, parts, common, options, scheduler, tracker
-            )
+            job = _StreamUpload(client, target, parts, options, scheduler, tracker)
+            etag, version_id = await job.put_single(head)
             n_parts = 1
         else:
-            etag, version_id, n_parts = await _put_stream_multipart(
-                client, head, parts, common, options, scheduler, tracker
-            )
+            job = _StreamUpload(client, target, parts, options, scheduler, tracker)
+            etag, version_id, n_parts = await job.put_multipart(head)
     finally:
         parts.release_all()
     return TransferResult(
@@ -277,145 +266,96 @@ class _Progress:
             self.callback(n, total)
 
 
-async def _put_stream_single(
-    client: Any,
-    head: list[_StreamPart],
-    parts: _PartReader,
-    common: dict[str, Any],
-    options: UploadOptions,
-    scheduler: Scheduler,
-    tracker: _Progress,
-) -> tuple[str | None, str | None]:
-    ctx = ErrorContext("PutObject", common["Bucket"], common["Key"])
-    algorithm = options.checksum.algorithm
-    size = parts.offset
-    if size > MAX_SINGLE_PUT:  # only with a threshold above 5 GiB
-        raise PlanError(
-            f"{format_size(size)} is above the PutObject maximum of {format_size(MAX_SINGLE_PUT)}",
-            hint="use a --multipart-threshold of 5GiB or less",
-        )
-    if len(head) == 1:
-        data, checksum = head[0].data, head[0].checksum
-    else:  # a threshold above the part size: the parts read so far become one body
-        data = b"".join(c.data for c in head)
-        checksum = algorithm.of(data) if algorithm and data else None
-        head.clear()
-    with translated(ctx, key_sent=True, writing=True):
-        async with scheduler.request():
-            resp = await client.put_object(
-                Body=PartBody(data),
-                ContentType=CONTENT_TYPE,
-                **checksum_params(algorithm, checksum),
-                **common,
+@dataclass
+class _StreamUpload:
+    """One stream to one object: everything its requests need."""
+
+    client: Any
+    target: ObjectRef
+    parts: _PartReader
+    options: UploadOptions
+    scheduler: Scheduler
+    tracker: _Progress
+
+    async def put_single(self, head: list[_StreamPart]) -> tuple[str | None, str | None]:
+        algorithm = self.options.checksum.algorithm
+        size = self.parts.offset
+        if size > MAX_SINGLE_PUT:  # only with a threshold above 5 GiB
+            raise PlanError(
+                f"{format_size(size)} is above the PutObject maximum of "
+                f"{format_size(MAX_SINGLE_PUT)}",
+                hint="use a --multipart-threshold of 5GiB or less",
             )
-    check_echo(resp, algorithm, checksum, ctx)
-    tracker.add(size)
-    return resp.get("ETag"), resp.get("VersionId")
+        if len(head) == 1:
+            data, checksum = head[0].data, head[0].checksum
+        else:  # a threshold above the part size: the parts read so far become one body
+            data = b"".join(c.data for c in head)
+            checksum = algorithm.of(data) if algorithm and data else None
+            head.clear()
+        async with self.scheduler.request():
+            resp = await put_object(
+                self.client, self.target, PartBody(data), checksum_params(algorithm, checksum),
+                {"ContentType": CONTENT_TYPE},
+            )  # fmt: skip
+        self.tracker.add(size)
+        return resp.get("ETag"), resp.get("VersionId")
 
+    async def put_multipart(self, head: list[_StreamPart]) -> tuple[str | None, str | None, int]:
+        algorithm = self.options.checksum.algorithm
+        create_extra: dict[str, Any] = {"ContentType": CONTENT_TYPE}
+        if algorithm:
+            create_extra["ChecksumAlgorithm"] = algorithm.name
+        async with multipart_upload(
+            self.client, self.scheduler, self.target, create_extra=create_extra
+        ) as upload:
+            await self._send_parts(upload, head)
+            etag, version_id = await upload.complete()
+        return etag, version_id, len(upload.parts)
 
-async def _put_stream_multipart(
-    client: Any,
-    head: list[_StreamPart],
-    parts: _PartReader,
-    common: dict[str, Any],
-    options: UploadOptions,
-    scheduler: Scheduler,
-    tracker: _Progress,
-) -> tuple[str | None, str | None, int]:
-    bucket, key = common["Bucket"], common["Key"]
-    algorithm = options.checksum.algorithm
-    create_extra = {"ChecksumAlgorithm": algorithm.name} if algorithm else {}
-    upload_id = await create_multipart_upload(
-        client, scheduler, {"ContentType": CONTENT_TYPE, **create_extra, **common}
-    )
-    try:
-        completed = await _send_stream_parts(
-            client, head, parts, common, upload_id, options, scheduler, tracker
-        )
-        with translated(
-            ErrorContext("CompleteMultipartUpload", bucket, key), key_sent=True, writing=True
-        ):
-            async with scheduler.request():
-                done = await client.complete_multipart_upload(
-                    UploadId=upload_id,
-                    MultipartUpload={"Parts": [completed[n] for n in sorted(completed)]},
-                    **common,
-                )
-    except BaseException:
-        with anyio.move_on_after(ABORT_TIMEOUT, shield=True):
-            await abort_quietly(client, bucket, key, upload_id)
-        raise
-    etag, version_id = done.get("ETag") or None, done.get("VersionId")
-    if etag is None:  # Ceph RGW answers CompleteMultipartUpload with an empty ETag
-        with translated(ErrorContext("HeadObject", bucket, key), key_sent=True):
-            async with scheduler.request():
-                head_resp = await client.head_object(**common)
-        etag, version_id = head_resp.get("ETag"), head_resp.get("VersionId", version_id)
-    return etag, version_id, len(completed)
+    async def _send_parts(self, upload: MultipartUpload, head: list[_StreamPart]) -> None:
+        """One reader feeds N senders.
 
+        The stream between them is small; the byte budget is what bounds memory, since every
+        part in the stream or in flight is reserved in it until its UploadPart has answered.
+        """
+        parts, tracker = self.parts, self.tracker
+        algorithm = self.options.checksum.algorithm
+        workers = max(1, self.options.concurrency)
+        # One part of read-ahead smooths a bursty producer; more would only hold memory.
+        send, receive = anyio.create_memory_object_stream[_StreamPart](max_buffer_size=1)
 
-async def _send_stream_parts(
-    client: Any,
-    head: list[_StreamPart],
-    parts: _PartReader,
-    common: dict[str, Any],
-    upload_id: str,
-    options: UploadOptions,
-    scheduler: Scheduler,
-    tracker: _Progress,
-) -> dict[int, dict[str, Any]]:
-    """One reader feeds N senders; return CompleteMultipartUpload's part list.
+        async def read_parts(send: ObjectSendStream[_StreamPart]) -> None:
+            async with send:
+                while head:
+                    await send.send(head.pop(0))
+                while (chunk := await parts.next()) is not None:
+                    await send.send(chunk)
+                    del chunk  # the workers own it now; do not keep it alive while reading
+                tracker.ended(parts.offset)
 
-    The stream between them is small; the byte budget is what bounds memory, since every
-    part in the stream or in flight is reserved in it until its UploadPart has answered.
-    """
-    completed: dict[int, dict[str, Any]] = {}
-    algorithm = options.checksum.algorithm
-    workers = max(1, options.concurrency)
-    # One part of read-ahead smooths a bursty producer; more would only hold memory.
-    send, receive = anyio.create_memory_object_stream[_StreamPart](max_buffer_size=1)
+        async def send_parts(receive: ObjectReceiveStream[_StreamPart]) -> None:
+            async with receive:
+                async for chunk in receive:
+                    number, length = chunk.part.number, chunk.part.length
+                    checksum = checksum_params(algorithm, chunk.checksum)
+                    body = partial(PartBody, chunk.data)
+                    try:
+                        resp = await upload_part(
+                            self.client, self.target, upload.upload_id, number,
+                            body, checksum, self.options.retry,
+                            self.scheduler.request,
+                        )  # fmt: skip
+                    finally:
+                        parts.done_with(chunk)
+                        del chunk, body  # nothing keeps the bytes once the budget is released
+                    upload.part_done(number, resp["ETag"], checksum)
+                    tracker.add(length)
 
-    async def read_parts(send: ObjectSendStream[_StreamPart]) -> None:
-        async with send:
-            while head:
-                await send.send(head.pop(0))
-            while (chunk := await parts.next()) is not None:
-                await send.send(chunk)
-                del chunk  # the workers own it now; do not keep it alive while reading
-            tracker.ended(parts.offset)
-
-    async def send_parts(receive: ObjectReceiveStream[_StreamPart]) -> None:
-        async with receive:
-            async for chunk in receive:
-                number = chunk.part.number
-                ctx = ErrorContext("UploadPart", common["Bucket"], common["Key"], number)
-                checksum = checksum_params(algorithm, chunk.checksum)
-                try:
-                    with translated(ctx, key_sent=True, writing=True):
-                        async with scheduler.request():
-                            resp = await client.upload_part(
-                                Body=PartBody(chunk.data),
-                                PartNumber=number,
-                                UploadId=upload_id,
-                                **checksum,
-                                **common,
-                            )
-                finally:
-                    parts.done_with(chunk)
-                    length = chunk.part.length
-                    del chunk  # nothing keeps the part's bytes once the budget is released
-                check_echo(
-                    resp, algorithm, checksum.get(algorithm.param) if algorithm else None, ctx
-                )
-                completed[number] = {"PartNumber": number, "ETag": resp["ETag"], **checksum}
-                tracker.add(length)
-
-    async with task_group() as tg:
-        tg.start_soon(read_parts, send)
-        for _ in range(workers):
-            tg.start_soon(send_parts, receive.clone())
-        receive.close()
-    return completed
+        async with task_group() as tg:
+            tg.start_soon(read_parts, send)
+            for _ in range(workers):
+                tg.start_soon(send_parts, receive.clone())
+            receive.close()
 
 
 # -- download -----------------------------------------------------------------------------------
@@ -468,20 +408,14 @@ async def download_to_stream(
     """
     started = time.perf_counter()
     async with scheduler.request():
-        info, _ = await head_object(client, bucket, key, ssec=ssec, version_id=version_id)
-    pin = pinned_get(info, ssec)
+        info, _ = await head_object(client, ObjectRef(bucket, key, ssec), version_id=version_id)
     parts = plan_reads(info.size, options)
-    await _stream_ranges(
-        client,
-        writer,
-        parts,
-        pin,
-        ssec,
-        ranged=len(parts) > 1,
-        options=options,
-        scheduler=scheduler,
-        progress=progress,
-    )
+    read = RangeRead(
+        pinned_get(info, ssec), key_sent=ssec is not None, ranged=len(parts) > 1,
+        chunk_size=READ_PIECE, retry=options.retry,
+        hint="rerun the download; the output is incomplete",
+    )  # fmt: skip
+    await _stream_ranges(client, writer, parts, read, options, scheduler, progress)
     try:
         await anyio.to_thread.run_sync(writer.flush)
     except OSError as exc:
@@ -504,10 +438,7 @@ async def _stream_ranges(
     client: Any,
     writer: BinaryIO,
     parts: list[Part],
-    pin: dict[str, Any],
-    ssec: SSECustomerKey | None,
-    *,
-    ranged: bool,
+    read: RangeRead,
     options: DownloadOptions,
     scheduler: Scheduler,
     progress: ProgressCallback | None,
@@ -526,8 +457,14 @@ async def _stream_ranges(
     held = 0  # bytes of ranges fetched or being fetched, not yet written
 
     async def fetch(slot: _Range) -> None:
+        pieces: list[bytes] = []
+
+        async def keep(chunk: bytes, _at: int) -> None:
+            pieces.append(chunk)
+
         async with scheduler.request():
-            slot.pieces = await _get_range(client, slot.part, pin, ssec, ranged=ranged)
+            await get_range(read, client, slot.part, keep)
+        slot.pieces = pieces
         slot.ready.set()
 
     async def dispatch(tg: TaskGroup, send: ObjectSendStream[_Range]) -> None:
@@ -572,45 +509,3 @@ async def _stream_ranges(
     finally:
         if held:  # ranges fetched (or in flight) but never written, after a failure
             budget.release(held)
-
-
-async def _get_range(
-    client: Any,
-    part: Part,
-    pin: dict[str, Any],
-    ssec: SSECustomerKey | None,
-    *,
-    ranged: bool,
-) -> list[bytes]:
-    """GET one range into memory, as the pieces the connection delivered (no joining copy)."""
-    ctx = ErrorContext("GetObject", pin["Bucket"], pin["Key"], part.number if ranged else None)
-    params = dict(pin)
-    if ranged and part.length > 0:
-        params["Range"] = part.http_range
-    resp = await get_object(client, params, ctx, key_sent=ssec is not None)
-    pieces: list[bytes] = []
-    received = 0
-    async with resp["Body"] as body:
-        try:
-            while received < part.length:
-                piece: bytes = await body.read(min(READ_PIECE, part.length - received))
-                if not piece:
-                    break
-                pieces.append(piece)
-                received += len(piece)
-            extra: bytes = await body.read(1)
-        except Exception as exc:
-            raise translate(exc, ctx, key_sent=ssec is not None) from exc
-    if received != part.length:
-        raise IntegrityError(
-            f"expected {part.length} bytes, the body ended after {received}",
-            hint="rerun the download; the output is incomplete",
-            context=ctx,
-        )
-    if extra:
-        raise IntegrityError(
-            f"the server sent more than the {part.length} bytes asked for",
-            hint="rerun the download; the output is incomplete",
-            context=ctx,
-        )
-    return pieces

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from ssec_transfer.core.plan import MiB
-from ssec_transfer.transfer.copy import MAX_COPY_OBJECT, CopyOptions, _candidates, _known_failure
+from ssec_transfer.transfer.copy_plan import MAX_COPY_OBJECT, CopyOptions
+from ssec_transfer.transfer.copy_plan import candidates as _candidates
+from ssec_transfer.transfer.copy_plan import known_failure as _known_failure
 
 OPTIONS = CopyOptions(multipart_threshold=8 * MiB)
 

@@ -1,0 +1,365 @@
+"""The request layer: the S3 requests every transfer is made of, each written once.
+
+HEAD, GET of one range (resumed from the byte where a body broke), PutObject, UploadPart
+(sent again when the server saw corrupted bytes or the connection broke) and a quiet abort.
+Each request carries its object's SSE-C key as built by `s3.sse`, and every failure leaves here
+translated into the tool's errors with the operation and the object named. Request slots
+(`Scheduler.request`) and memory reservations stay with the callers, who know what a request
+holds while it waits.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from ssec_transfer.core.checksums import ChecksumAlgorithm
+from ssec_transfer.core.crc import crc32c
+from ssec_transfer.core.errors import (
+    ErrorContext,
+    IntegrityError,
+    NoSuchBucketError,
+    NoSuchVersionError,
+    TransferFailedError,
+    UnexpectedKeyError,
+)
+from ssec_transfer.core.plan import Part
+from ssec_transfer.core.results import ObjectInfo
+from ssec_transfer.core.retry import BODY_ERRORS, RetryPolicy, describe
+from ssec_transfer.keys.customer import SSECustomerKey
+from ssec_transfer.s3.errors import (
+    CORRUPTION_CODES,
+    S3_FAILURES,
+    diagnose_key_failure,
+    error_code,
+    status_of,
+    translate,
+    translated,
+)
+from ssec_transfer.s3.sse import sse_params
+
+log = logging.getLogger(__name__)
+
+# What a GET range delivers: (bytes, their offset within the range).
+ChunkSink = Callable[[bytes, int], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    """One object and the key it is (or will be) encrypted with: what every request names."""
+
+    bucket: str
+    key: str
+    sse: SSECustomerKey | None = None
+
+    def params(self) -> dict[str, Any]:
+        """Bucket, Key and the SSE-C parameters: the common part of every request on it."""
+        return {"Bucket": self.bucket, "Key": self.key, **sse_params(self.sse)}
+
+    def context(self, operation: str, part: int | None = None) -> ErrorContext:
+        return ErrorContext(operation, self.bucket, self.key, part)
+
+    @property
+    def key_sent(self) -> bool:
+        return self.sse is not None
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+
+def first_fingerprint(value: str | None) -> str | None:
+    """SeaweedFS repeats the key-MD5 header (`x, x`); take the value once."""
+    if not value:
+        return None
+    return value.split(",")[0].strip() or None
+
+
+async def head_object(
+    client: Any,
+    obj: ObjectRef,
+    *,
+    version_id: str | None,
+    checksums: bool = False,
+) -> tuple[ObjectInfo, dict[str, Any]]:
+    """HeadObject with the key; `checksums=True` also asks for the stored checksum."""
+    ctx = obj.context("HeadObject")
+    params = obj.params()
+    if checksums:
+        params["ChecksumMode"] = "ENABLED"
+    if version_id:
+        params["VersionId"] = version_id
+    try:
+        head = await client.head_object(**params)
+    except Exception as exc:
+        raise await _head_failure(client, exc, obj, ctx, version_id) from exc
+    algorithm = head.get("SSECustomerAlgorithm")
+    if obj.sse and not algorithm:
+        raise UnexpectedKeyError(
+            "a key was given but the object is not SSE-C encrypted",
+            hint="read it without --key-file",
+            context=ctx,
+        )
+    modified = head.get("LastModified")
+    info = ObjectInfo(
+        bucket=obj.bucket,
+        key=obj.key,
+        size=int(head["ContentLength"]),
+        etag=head.get("ETag"),
+        version_id=head.get("VersionId"),
+        last_modified=modified.isoformat() if modified else None,
+        content_type=head.get("ContentType"),
+        sse_customer_algorithm=algorithm,
+        key_fingerprint=first_fingerprint(head.get("SSECustomerKeyMD5")),
+    )
+    return info, head
+
+
+async def _head_failure(
+    client: Any, exc: Exception, obj: ObjectRef, ctx: ErrorContext, version_id: str | None
+) -> Exception:
+    """A HEAD answer has no body: find out whether the key, the bucket or the version is wrong."""
+    status = status_of(exc)
+    if status in (400, 403):
+        diagnosed = await diagnose_key_failure(
+            client, ctx, key_sent=obj.key_sent, version_id=version_id
+        )
+        if diagnosed:
+            return diagnosed
+    if status == 404 and not await _bucket_exists(client, obj.bucket):
+        return NoSuchBucketError(
+            f"bucket {obj.bucket!r} does not exist",
+            hint="check the bucket name and the endpoint",
+            context=ctx,
+        )
+    if status == 404 and version_id:
+        return NoSuchVersionError(
+            f"no version {version_id} of this object exists",
+            hint="list versions to find the right one",
+            context=ctx,
+        )
+    return translate(exc, ctx, key_sent=obj.key_sent)
+
+
+async def _bucket_exists(client: Any, bucket: str) -> bool:
+    """A HEAD 404 has no body saying whether the bucket or the object is missing; ask."""
+    try:
+        await client.head_bucket(Bucket=bucket)
+    except Exception as exc:
+        return status_of(exc) != 404
+    return True
+
+
+async def get_object(
+    client: Any, params: dict[str, Any], ctx: ErrorContext, *, key_sent: bool
+) -> dict[str, Any]:
+    """GetObject; a 400/403 is diagnosed (wrong, missing or unexpected key) the same way on
+    every server, anything else translated into the tool's errors."""
+    try:
+        resp: dict[str, Any] = await client.get_object(**params)
+    except Exception as exc:
+        if status_of(exc) in (400, 403):
+            diagnosed = await diagnose_key_failure(
+                client, ctx, key_sent=key_sent, version_id=params.get("VersionId")
+            )
+            if diagnosed:
+                raise diagnosed from None
+        raise translate(exc, ctx, key_sent=key_sent) from exc
+    return resp
+
+
+def real_version(version_id: str | None) -> str | None:
+    """Unversioned objects report VersionId "null" (or nothing); never pin to that."""
+    return version_id if version_id and version_id != "null" else None
+
+
+def pinned_get(info: ObjectInfo, sse: SSECustomerKey | None) -> dict[str, Any]:
+    """GetObject parameters that read exactly the object version a HEAD saw, or fail (412)."""
+    pin = ObjectRef(info.bucket, info.key, sse).params()
+    if version := real_version(info.version_id):
+        pin["VersionId"] = version
+    if info.etag:
+        pin["IfMatch"] = info.etag
+    return pin
+
+
+class _BrokenBody(Exception):
+    """The body ended before the range did; the rest of the range is fetched again."""
+
+
+_RETRIED_BODY_ERRORS: tuple[type[BaseException], ...] = (_BrokenBody, *BODY_ERRORS)
+# What an UploadPart can fail with that is the server's or the network's doing.
+_PART_FAILURES: tuple[type[BaseException], ...] = (IntegrityError, *S3_FAILURES, *BODY_ERRORS)
+
+
+@dataclass(frozen=True, slots=True)
+class RangeRead:
+    """How to read ranges of one pinned object version (see `pinned_get`)."""
+
+    pin: dict[str, Any]
+    key_sent: bool
+    ranged: bool  # False: one GET of the whole object, without a Range header
+    chunk_size: int
+    retry: RetryPolicy
+    operation: str = "GetObject"
+    hint: str = "rerun; nothing partial was kept"
+    # Set: the range (from offset 0) is read as the start of a GET of the whole object, which
+    # must announce this many bytes, and the rest is dropped. Proves the server serves the
+    # object whole, not only in ranges (copies verify what a server-side copy wrote this way).
+    whole_size: int | None = None
+
+
+async def get_range(read: RangeRead, client: Any, part: Part, sink: ChunkSink | None) -> int:
+    """GET one range and hand it to `sink` in chunks of at most `chunk_size` bytes; return the
+    range's CRC32C. A body that breaks midway is fetched again from the byte where it broke
+    (what the sink received is kept), up to `retry.max_attempts` times; a body longer than
+    the range is an IntegrityError."""
+    ctx = ErrorContext(
+        read.operation, read.pin["Bucket"], read.pin["Key"], part.number if read.ranged else None
+    )
+    received = crc = 0
+    attempt = 1
+    while True:
+        params = dict(read.pin)
+        whole = read.whole_size is not None and not received  # a resumed read is a range
+        if part.length > 0 and (read.ranged or received) and not whole:
+            params["Range"] = f"bytes={part.offset + received}-{part.end - 1}"
+        resp = await get_object(client, params, ctx, key_sent=read.key_sent)
+        try:
+            async with resp["Body"] as body:
+                if whole and resp.get("ContentLength") != read.whole_size:
+                    raise IntegrityError(
+                        f"a whole-object GET announced {resp.get('ContentLength')} bytes, "
+                        f"not {read.whole_size}",
+                        hint=read.hint,
+                        context=ctx,
+                    )
+                while received < part.length:
+                    want = min(read.chunk_size, part.length - received)
+                    chunk = await _read_exactly(body, want)
+                    if len(chunk) != want:
+                        raise _BrokenBody(
+                            f"the body ended after {received + len(chunk)} of {part.length} bytes"
+                        )
+                    if sink is not None:
+                        await sink(chunk, received)
+                    crc = crc32c(chunk, crc)
+                    received += want
+                if not whole and await body.read(1):
+                    raise IntegrityError(
+                        f"the server sent more than the {part.length} bytes asked for",
+                        hint=read.hint,
+                        context=ctx,
+                    )
+            return crc
+        except _RETRIED_BODY_ERRORS as exc:
+            if attempt >= read.retry.max_attempts:
+                raise TransferFailedError(
+                    f"the response body broke {attempt} times; last: {describe(exc)}",
+                    hint=f"check the network; {read.hint}",
+                    context=ctx,
+                ) from exc
+            log.info("%s: body broke (%s); fetching the rest again", ctx.url, describe(exc))
+            await anyio.sleep(read.retry.delay(attempt))
+            attempt += 1
+
+
+async def _read_exactly(body: Any, size: int) -> bytes:
+    """Up to `size` bytes; fewer only if the body ends first."""
+    pieces: list[bytes] = []
+    have = 0
+    while have < size:
+        piece: bytes = await body.read(size - have)
+        if not piece:
+            break
+        pieces.append(piece)
+        have += len(piece)
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+
+# -- writing -----------------------------------------------------------------------------------
+
+
+def checksum_params(algorithm: ChecksumAlgorithm | None, value: str | None) -> dict[str, str]:
+    """The checksum header of one body, when a checksum was chosen."""
+    return {algorithm.param: value} if algorithm and value else {}
+
+
+def check_echo(resp: dict[str, Any], sent: dict[str, str], ctx: ErrorContext) -> None:
+    """Servers that verify checksums echo them; a different echo means different bytes."""
+    for param, value in sent.items():
+        echoed = resp.get(param)
+        if echoed is not None and echoed != value:
+            raise IntegrityError(
+                f"the server computed {param.removeprefix('Checksum')} {echoed}, "
+                f"the client sent {value}",
+                hint="the data was corrupted in transit; rerun the upload",
+                context=ctx,
+            )
+
+
+async def put_object(
+    client: Any, obj: ObjectRef, body: Any, checksum: dict[str, str], extra: dict[str, Any]
+) -> dict[str, Any]:
+    """One PutObject of `body` (with `extra` parameters such as ContentType)."""
+    ctx = obj.context("PutObject")
+    with translated(ctx, key_sent=obj.key_sent, writing=True):
+        resp: dict[str, Any] = await client.put_object(
+            Body=body, **checksum, **extra, **obj.params()
+        )
+    check_echo(resp, checksum, ctx)
+    return resp
+
+
+async def upload_part(
+    client: Any,
+    obj: ObjectRef,
+    upload_id: str,
+    number: int,
+    body: Callable[[], Any],
+    checksum: dict[str, str],
+    retry: RetryPolicy,
+    slot: Callable[[], Any],
+) -> dict[str, Any]:
+    """UploadPart of a fresh `body()` inside a fresh `slot()` (a request slot), sent again
+    (this part only) when the server says the bytes arrived corrupted or the connection broke
+    after botocore's own retries. What neither the server nor the network caused propagates
+    unchanged."""
+    ctx = obj.context("UploadPart", number)
+    attempt = 1
+    while True:
+        try:
+            async with slot():
+                resp: dict[str, Any] = await client.upload_part(
+                    Body=body(), PartNumber=number, UploadId=upload_id, **checksum, **obj.params()
+                )
+            check_echo(resp, checksum, ctx)
+            return resp
+        except _PART_FAILURES as exc:
+            corrupted = isinstance(exc, IntegrityError) or error_code(exc) in CORRUPTION_CODES
+            if not (corrupted or isinstance(exc, BODY_ERRORS)):
+                raise translate(exc, ctx, key_sent=obj.key_sent, writing=True) from exc
+            if attempt >= retry.max_attempts:
+                raise TransferFailedError(
+                    f"the part failed {attempt} times; last: {describe(exc)}",
+                    hint="check the network; rerun the upload",
+                    context=ctx,
+                ) from exc
+            log.info("%s part %d: %s; sending it again", ctx.url, number, describe(exc))
+            await anyio.sleep(retry.delay(attempt))
+            attempt += 1
+
+
+async def abort_quietly(client: Any, obj: ObjectRef, upload_id: str) -> None:
+    """Best-effort AbortMultipartUpload; the original error is what the user needs to see."""
+    try:
+        await client.abort_multipart_upload(Bucket=obj.bucket, Key=obj.key, UploadId=upload_id)
+    except Exception as exc:
+        log.warning(
+            "could not abort multipart upload %s of s3://%s/%s (%s); remove it with "
+            "`ssec-transfer cleanup s3://%s/%s`",
+            upload_id, obj.bucket, obj.key, type(exc).__name__, obj.bucket, obj.key,
+        )  # fmt: skip
