@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ssec_transfer.core.errors import KeyFileError
-from ssec_transfer.keys.redact import register_secret
+from ssec_transfer.keys import redact
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,8 @@ ALGORITHM = "AES256"
 class SSECustomerKey:
     """A 256-bit SSE-C key. `repr`/`str` show only the fingerprint."""
 
-    __slots__ = ("_b64", "_raw", "fingerprint", "source")
+    # __weakref__: redaction lets go of the key's forms when the key is collected.
+    __slots__ = ("__weakref__", "_b64", "_raw", "fingerprint", "source")
 
     def __init__(self, raw: bytes, *, source: str = "memory") -> None:
         if len(raw) != KEY_BYTES:
@@ -41,7 +42,8 @@ class SSECustomerKey:
         self._b64 = base64.b64encode(self._raw).decode("ascii")
         self.fingerprint = base64.b64encode(hashlib.md5(self._raw).digest()).decode("ascii")  # noqa: S324 - SSE-C defines the key digest as MD5
         self.source = source
-        register_secret(self._raw, self._b64)
+        redact.install()
+        redact.register_secret(self, self._raw, self._b64)
 
     @classmethod
     def generate(cls) -> SSECustomerKey:

@@ -15,8 +15,9 @@ removal, and replaces the file with a higher generation number: concurrent proce
 lose each other's keys, and a file that went back to an older generation is refused.
 
 The passphrase comes from SSEC_TRANSFER_KEYRING_PASSPHRASE or a terminal prompt, never argv.
-Everything here blocks (scrypt takes about a second by design): call it from a worker thread
-inside async code, as `resolve_key` and the CLI do.
+Opening blocks (scrypt takes about a second by design): call it from a worker thread inside
+async code, as the CLI does. This module only stores keys; finding the key of an object is
+`keys.resolve`, deriving per-object keys `keys.derive`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ import json
 import logging
 import os
 import re
-import secrets
 import stat
 import sys
 import tempfile
@@ -40,19 +40,12 @@ import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
-import anyio
-
-from ssec_transfer.core.errors import ErrorContext, KeyProblemError, UsageError, WrongKeyError
-from ssec_transfer.keys.customer import KEY_BYTES, SSECustomerKey
-from ssec_transfer.state.ledger import Ledger
+from ssec_transfer.core.errors import KeyProblemError, UsageError
+from ssec_transfer.keys.customer import SSECustomerKey
 from ssec_transfer.state.ledger import default_path as default_ledger_path
-
-if TYPE_CHECKING:
-    from ssec_transfer.engine import TransferEngine
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +62,6 @@ NONCE_BYTES = 12
 SALT_BYTES = 16
 _CHECK_PLAINTEXT = b"ssec-transfer keyring passphrase check"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+:-]{0,127}")
-DERIVE_INFO = b"ssec-transfer/v1\0"
-MIN_DERIVE_SALT = 16
 
 
 def default_path() -> Path:
@@ -536,133 +527,3 @@ def _is_b64(value: object) -> bool:
     except (binascii.Error, ValueError):
         return False
     return True
-
-
-# -- derived keys ---------------------------------------------------------------------------------
-
-
-def new_salt() -> bytes:
-    return secrets.token_bytes(MIN_DERIVE_SALT)
-
-
-def derive_key(master: SSECustomerKey, bucket: str, object_key: str, salt: bytes) -> SSECustomerKey:
-    """A per-object key: HKDF-SHA256 over the master key, salted with `salt`, bound to the
-    bucket and object name (info = b"ssec-transfer/v1\\0" + bucket + b"\\0" + key).
-
-    One master key in the keyring then gives every object its own key: a key leaked from one
-    object (e.g. sent to a compromised server) opens nothing else, and rotating one object
-    needs no new master. The trade-off: the salt is not secret but it is *required*. It lives
-    only in the ledger (a `derive` row, written before the upload), so losing the ledger's
-    salts loses the objects as surely as losing the master key. Back the ledger up (or
-    `ledger export` it) alongside the keyring. Renaming or copying an object keeps its data
-    under the key derived for the old name; the copy records its own key.
-    """
-    if len(salt) < MIN_DERIVE_SALT:
-        raise KeyringUsageError(f"a derivation salt needs at least {MIN_DERIVE_SALT} bytes")
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
-    info = DERIVE_INFO + bucket.encode() + b"\0" + object_key.encode()
-    raw = HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=salt, info=info).derive(
-        master._raw
-    )
-    return SSECustomerKey(raw, source=f"derived from {master.fingerprint}")
-
-
-def prepare_derived_key(
-    ledger: Ledger, endpoint: str, bucket: str, object_key: str, master: SSECustomerKey
-) -> SSECustomerKey:
-    """A fresh derived key for an upload, its salt recorded in the ledger first. Blocking."""
-    salt = new_salt()
-    key = derive_key(master, bucket, object_key, salt)
-    ledger.record_derivation(
-        endpoint, bucket, object_key, salt=salt, master_fingerprint=master.fingerprint,
-        key_fingerprint=key.fingerprint,
-    )  # fmt: skip
-    return key
-
-
-# -- finding the key of an object -----------------------------------------------------------------
-
-
-async def resolve_key(
-    engine: TransferEngine,
-    bucket: str,
-    key: str,
-    version_id: str | None,
-    keyring: Keyring,
-    *,
-    max_tries: int = 8,
-) -> SSECustomerKey:
-    """The keyring key that opens s3://bucket/key (this version, when given).
-
-    First the ledger: the fingerprint it recorded for the object, looked up in the keyring
-    (or re-derived from a master key and the recorded salt). Otherwise up to `max_tries`
-    keyring keys are tried with HEAD (keys seen recently in this bucket first), and the one
-    the server accepts is recorded in the ledger as a `key-match`, so the next lookup is free.
-    A plain object raises UnexpectedKeyError; a missing object NotFoundError.
-    """
-    ledger, endpoint = engine.ledger, engine.endpoint_url
-    known: str | None = None
-    recent: list[str] = []
-    if ledger is not None:
-        known = await anyio.to_thread.run_sync(
-            ledger.find_fingerprint, endpoint, bucket, key, version_id
-        )
-        if known is not None:
-            found = keyring.by_fingerprint(known) or await _rederive(
-                ledger, endpoint, bucket, key, known, keyring
-            )
-            if found is not None:
-                return found
-        recent = await anyio.to_thread.run_sync(ledger.recent_fingerprints, endpoint, bucket)
-    candidates = keyring.keys()
-    rank = {fp: i for i, fp in enumerate(recent)}
-    candidates.sort(key=lambda k: rank.get(k.fingerprint, len(rank)))  # stable: newest next
-    tried = 0
-    for candidate in candidates[:max_tries]:
-        tried += 1
-        try:
-            info = await engine.head(bucket, key, sse_key=candidate, version_id=version_id)
-        except WrongKeyError:
-            continue
-        if ledger is not None:
-            match = partial(
-                ledger.record_key_match, endpoint, bucket, key,
-                version_id=info.version_id or version_id, etag=info.etag, size=info.size,
-                key_fingerprint=candidate.fingerprint,
-            )  # fmt: skip
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(match)
-        return candidate
-    where = f"{len(candidates)} in the keyring {keyring.path}"
-    hint = "add the key with `ssec-transfer keyring add NAME --key-file FILE`"
-    if len(candidates) > tried:
-        hint += f", or try more keys (tried {tried})"
-    if known is not None:
-        hint = (
-            f"the ledger says key {known} protects it, and that key is not in the keyring; " + hint
-        )
-    raise KeyringError(
-        f"none of the keys tried ({tried} of {where}) opens this object",
-        hint=hint,
-        context=ErrorContext("resolve key", bucket, key),
-    )
-
-
-async def _rederive(
-    ledger: Ledger, endpoint: str, bucket: str, key: str, fingerprint: str, keyring: Keyring
-) -> SSECustomerKey | None:
-    """The derived key with `fingerprint`, when the ledger has its salt and the keyring its
-    master."""
-    found = await anyio.to_thread.run_sync(
-        ledger.find_derivation, endpoint, bucket, key, fingerprint
-    )
-    if found is None:
-        return None
-    salt, master_fingerprint = found
-    master = keyring.by_fingerprint(master_fingerprint)
-    if master is None:
-        return None
-    derived = derive_key(master, bucket, key, salt)
-    return derived if derived.fingerprint == fingerprint else None

@@ -9,12 +9,16 @@ flight per connection stays about one slice.
 - `PartBody`: a part already in memory (single PUTs, streams); slices are zero-copy views.
 - `FilePartBody`: a byte range of an open file, read slice by slice in a worker thread; a
   multipart upload of any size then holds only a few slices per connection in memory.
+
+aiohttp finds the payloads through its global registry once `register_payloads()` has run,
+which `s3.client.open_client` does.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import threading
 from typing import Any
 
 import anyio
@@ -156,5 +160,24 @@ class FilePartPayload(payload.Payload):
             position += size
 
 
-payload.PAYLOAD_REGISTRY.register(PartPayload, PartBody, order=payload.Order.try_first)
-payload.PAYLOAD_REGISTRY.register(FilePartPayload, FilePartBody, order=payload.Order.try_first)
+_registered = False
+_register_lock = threading.Lock()
+
+
+def register_payloads() -> None:
+    """Teach aiohttp to send `PartBody` and `FilePartBody` slice by slice (idempotent).
+
+    aiohttp picks a request body's payload class from one process-wide registry, so this
+    changes every aiohttp user in the process; it is called where the S3 client is created
+    (`s3.client.open_client`) rather than on import, so importing this module changes nothing
+    by itself. The registry appends on every call, hence the guard: once per process.
+    Without it the bodies still work, only as whole-part writes (the memory this avoids).
+    """
+    global _registered
+    with _register_lock:
+        if _registered:
+            return
+        first = payload.Order.try_first
+        payload.PAYLOAD_REGISTRY.register(PartPayload, PartBody, order=first)
+        payload.PAYLOAD_REGISTRY.register(FilePartPayload, FilePartBody, order=first)
+        _registered = True

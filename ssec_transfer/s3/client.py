@@ -14,6 +14,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 
 from ssec_transfer.core.errors import InsecureEndpointError, UsageError
+from ssec_transfer.s3.bodies import register_payloads
 
 _SSEC_HEADER_PREFIXES = (
     "x-amz-server-side-encryption-customer-",
@@ -97,9 +98,13 @@ async def open_client(
     pool_size: int,
     botocore_checksums: bool = False,
 ) -> Any:
-    """Create an S3 client whose lifetime is bound to `stack`. Opens no connection yet."""
+    """Create an S3 client whose lifetime is bound to `stack`. Opens no connection yet.
+
+    Registers the sliced part payloads with aiohttp first: every request body of ours goes
+    through a client made here, so this is where they must be known."""
     if settings.endpoint_url:
         _check_endpoint_url(settings.endpoint_url)
+    register_payloads()
     session = AioSession(profile=settings.profile)
     region = settings.region or session.get_config_variable("region") or "us-east-1"
     verify: str | None = settings.ca_bundle or os.environ.get("AWS_CA_BUNDLE") or None

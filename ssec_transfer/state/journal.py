@@ -9,16 +9,11 @@ SQLite in WAL mode, one short transaction per finished part.
 
 from __future__ import annotations
 
-import os
-import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ssec_transfer.state.sqlitedb import connect_wal
+from ssec_transfer.state.sqlitedb import SharedConnection, xdg_path
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS uploads (
@@ -58,8 +53,8 @@ CREATE TABLE IF NOT EXISTS download_parts (
 
 
 def default_path() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "ssec-transfer" / "journal.sqlite"
+    """`$XDG_STATE_HOME/ssec-transfer/journal.sqlite`: state worth keeping, not user data."""
+    return xdg_path("XDG_STATE_HOME", ".local/state", "journal.sqlite")
 
 
 @dataclass(frozen=True)
@@ -109,37 +104,19 @@ class Journal:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._lock = threading.Lock()
-        self._db: sqlite3.Connection | None = None
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with self._connect() as db:
-            db.executescript(SCHEMA)
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        """One transaction on the journal's connection, opened once: a part finishes many
-        times a second on a fast link, and opening SQLite for each cost more than the write."""
-        with self._lock:
-            if self._db is None:
-                # No fsync per finished part: the journal must survive a killed process (it
-                # does in WAL mode), not an OS crash, and ListParts is the final word anyway.
-                self._db = connect_wal(self.path, synchronous="NORMAL")
-                self._db.execute("PRAGMA foreign_keys=ON")
-            with self._db:
-                yield self._db
+        # No fsync per finished part: the journal must survive a killed process (it does in
+        # WAL mode), not an OS crash, and ListParts is the final word anyway.
+        self._db = SharedConnection(path, schema=SCHEMA, synchronous="NORMAL", foreign_keys=True)
 
     def close(self) -> None:
-        with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
+        self._db.close()
 
     # -- uploads ----------------------------------------------------------------------------
 
     def find_upload(
         self, endpoint: str, bucket: str, key: str, source: str, size: int, mtime_ns: int
     ) -> UploadEntry | None:
-        with self._connect() as db:
+        with self._db.transaction() as db:
             row = db.execute(
                 "SELECT * FROM uploads WHERE endpoint=? AND bucket=? AND key=? AND source=? "
                 "AND source_size=? AND source_mtime_ns=? ORDER BY id DESC LIMIT 1",
@@ -148,7 +125,7 @@ class Journal:
         return UploadEntry(*row) if row else None
 
     def start_upload(self, entry: UploadEntry) -> int:
-        with self._connect() as db:
+        with self._db.transaction() as db:
             cursor = db.execute(
                 "INSERT INTO uploads (created_at, endpoint, bucket, key, upload_id, source, "
                 "source_size, source_mtime_ns, part_size, key_fingerprint, checksum_algorithm) "
@@ -164,14 +141,14 @@ class Journal:
     def part_done(
         self, upload: int, part_number: int, etag: str, checksum: str | None, crc: int
     ) -> None:
-        with self._connect() as db:
+        with self._db.transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO upload_parts VALUES (?, ?, ?, ?, ?)",
                 (upload, part_number, etag, checksum, crc),
             )
 
     def upload_parts(self, upload: int) -> dict[int, tuple[str, str | None, int]]:
-        with self._connect() as db:
+        with self._db.transaction() as db:
             rows = db.execute(
                 "SELECT part_number, etag, checksum, crc FROM upload_parts WHERE upload=?",
                 (upload,),
@@ -179,11 +156,11 @@ class Journal:
         return {n: (etag, checksum, crc) for n, etag, checksum, crc in rows}
 
     def forget_upload(self, upload: int) -> None:
-        with self._connect() as db:
+        with self._db.transaction() as db:
             db.execute("DELETE FROM uploads WHERE id=?", (upload,))
 
     def uploads(self) -> list[UploadEntry]:
-        with self._connect() as db:
+        with self._db.transaction() as db:
             rows = db.execute("SELECT * FROM uploads ORDER BY id").fetchall()
         return [UploadEntry(*row) for row in rows]
 
@@ -192,7 +169,7 @@ class Journal:
     def find_download(
         self, endpoint: str, bucket: str, key: str, dest: str
     ) -> DownloadEntry | None:
-        with self._connect() as db:
+        with self._db.transaction() as db:
             row = db.execute(
                 "SELECT * FROM downloads WHERE endpoint=? AND bucket=? AND key=? AND dest=? "
                 "ORDER BY id DESC LIMIT 1",
@@ -201,7 +178,7 @@ class Journal:
         return DownloadEntry(*row) if row else None
 
     def start_download(self, entry: DownloadEntry) -> int:
-        with self._connect() as db:
+        with self._db.transaction() as db:
             cursor = db.execute(
                 "INSERT INTO downloads (created_at, endpoint, bucket, key, version_id, etag, "
                 "size, part_size, dest, temp, key_fingerprint) "
@@ -215,24 +192,24 @@ class Journal:
             return int(cursor.lastrowid or 0)
 
     def range_done(self, download: int, part_number: int, crc: int) -> None:
-        with self._connect() as db:
+        with self._db.transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO download_parts VALUES (?, ?, ?)",
                 (download, part_number, crc),
             )
 
     def download_parts(self, download: int) -> dict[int, int]:
-        with self._connect() as db:
+        with self._db.transaction() as db:
             rows = db.execute(
                 "SELECT part_number, crc FROM download_parts WHERE download=?", (download,)
             ).fetchall()
         return dict(rows)
 
     def forget_download(self, download: int) -> None:
-        with self._connect() as db:
+        with self._db.transaction() as db:
             db.execute("DELETE FROM downloads WHERE id=?", (download,))
 
     def downloads(self) -> list[DownloadEntry]:
-        with self._connect() as db:
+        with self._db.transaction() as db:
             rows = db.execute("SELECT * FROM downloads ORDER BY id").fetchall()
         return [DownloadEntry(*row) for row in rows]

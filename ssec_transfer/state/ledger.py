@@ -18,17 +18,16 @@ import json
 import math
 import os
 import sqlite3
-import threading
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import closing, contextmanager, suppress
+from collections.abc import Iterable
+from contextlib import suppress
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, TextIO
 
 from ssec_transfer.core.errors import UsageError
 from ssec_transfer.core.results import TransferResult
-from ssec_transfer.state.sqlitedb import connect_wal
+from ssec_transfer.state.sqlitedb import SharedConnection, write_locked, xdg_path
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS transfers (
@@ -65,8 +64,8 @@ DEDUPE_COLUMNS = (
 
 
 def default_path() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "ssec-transfer" / "ledger.sqlite"
+    """`$XDG_DATA_HOME/ssec-transfer/ledger.sqlite`: user data, needed to find keys again."""
+    return xdg_path("XDG_DATA_HOME", ".local/share", "ledger.sqlite")
 
 
 @dataclass(frozen=True)
@@ -83,7 +82,7 @@ class LedgerEntry:
     key_fingerprint: str | None
     local_path: str | None
     local_mtime_ns: int | None
-    salt: str | None = None  # base64 salt of a derived key (see keyring.derive_key)
+    salt: str | None = None  # base64 salt of a derived key (see keys.derive.derive_key)
     derived_from: str | None = None  # fingerprint of the master key it was derived from
 
     def to_dict(self) -> dict[str, Any]:
@@ -117,48 +116,23 @@ class Ledger:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._lock = threading.Lock()
-        self._db: sqlite3.Connection | None = None
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with self._connect() as db:
-            db.executescript(SCHEMA)
+        # One connection for the ledger's life: a bulk run records a file many times a
+        # second, and opening SQLite for each cost a fifth of its CPU.
+        self._db = SharedConnection(path, schema=SCHEMA)
         self._migrate()
 
     def _migrate(self) -> None:
         """Add columns newer versions need. Several processes may open an old file at once:
         the check and the ALTER run under one write lock, and a lost race is harmless."""
-        with closing(sqlite3.connect(self.path, timeout=30, isolation_level=None)) as db:
-            db.execute("PRAGMA busy_timeout=30000")
-            present = {row[1] for row in db.execute("PRAGMA table_info(transfers)")}
-            missing = [(n, t) for n, t in ADDED_COLUMNS if n not in present]
-            if not missing:
+        with self._db.transaction() as db:
+            if not _missing_columns(db):
                 return
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                present = {row[1] for row in db.execute("PRAGMA table_info(transfers)")}
-                for name, sql_type in missing:
-                    if name not in present:
-                        db.execute(f"ALTER TABLE transfers ADD COLUMN {name} {sql_type}")
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        """One transaction on the ledger's connection, opened once: a bulk run records a
-        file many times a second, and opening SQLite for each cost a fifth of its CPU."""
-        with self._lock:
-            if self._db is None:
-                self._db = connect_wal(self.path)
-            with self._db:  # one transaction
-                yield self._db
+        with write_locked(self.path) as db:
+            for name, sql_type in _missing_columns(db):  # again: another process may have won
+                db.execute(f"ALTER TABLE transfers ADD COLUMN {name} {sql_type}")
 
     def close(self) -> None:
-        with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
+        self._db.close()
 
     def record(self, endpoint: str, result: TransferResult) -> None:
         mtime: int | None = None
@@ -174,7 +148,7 @@ class Ledger:
 
     def add(self, entry: LedgerEntry) -> None:
         """Append one row as given (bookkeeping rows, tests, imports)."""
-        with self._connect() as db:
+        with self._db.transaction() as db:
             db.execute(_INSERT, _values(entry))
 
     def record_key_match(
@@ -217,7 +191,7 @@ class Ledger:
 
     def latest(self, endpoint: str, bucket: str, key: str) -> LedgerEntry | None:
         """The most recent transfer of this object, whichever direction it moved."""
-        with self._connect() as db:
+        with self._db.transaction() as db:
             row = db.execute(
                 f"{_SELECT} WHERE endpoint = ? AND bucket = ? AND key = ? AND {_TRANSFERS_ONLY} "
                 "ORDER BY id DESC LIMIT 1",
@@ -233,7 +207,7 @@ class Ledger:
         if endpoint is not None:
             query += " AND endpoint = ?"
             params += (endpoint,)
-        with self._connect() as db:
+        with self._db.transaction() as db:
             rows = db.execute(query + " ORDER BY recorded_at DESC, id DESC", params).fetchall()
         return [LedgerEntry(*row) for row in rows]
 
@@ -250,7 +224,7 @@ class Ledger:
         if version_id is not None:
             query += " AND version_id = ?"
             params += (version_id,)
-        with self._connect() as db:
+        with self._db.transaction() as db:
             row = db.execute(
                 query + " ORDER BY recorded_at DESC, id DESC LIMIT 1", params
             ).fetchone()
@@ -260,7 +234,7 @@ class Ledger:
         self, endpoint: str, bucket: str, key: str, key_fingerprint: str
     ) -> tuple[bytes, str] | None:
         """(salt, master fingerprint) of the derived key with this fingerprint, if any."""
-        with self._connect() as db:
+        with self._db.transaction() as db:
             row = db.execute(
                 "SELECT salt, derived_from FROM transfers WHERE endpoint = ? AND bucket = ? "
                 "AND key = ? AND key_fingerprint = ? AND salt IS NOT NULL "
@@ -271,7 +245,7 @@ class Ledger:
 
     def recent_fingerprints(self, endpoint: str, bucket: str) -> list[str]:
         """Fingerprints seen in this bucket, most recently used first: good first guesses."""
-        with self._connect() as db:
+        with self._db.transaction() as db:
             rows = db.execute(
                 "SELECT key_fingerprint FROM transfers WHERE endpoint = ? AND bucket = ? "
                 "AND key_fingerprint IS NOT NULL GROUP BY key_fingerprint ORDER BY MAX(id) DESC",
@@ -282,7 +256,7 @@ class Ledger:
     def protected_by(self, fingerprint: str) -> list[LedgerEntry]:
         """Object versions whose newest record names this key, directly or as the master of
         a derived key: what would become unreadable without it."""
-        with self._connect() as db:
+        with self._db.transaction() as db:
             derived = {
                 str(r[0])
                 for r in db.execute(
@@ -300,14 +274,14 @@ class Ledger:
         return [LedgerEntry(*row) for row in rows]
 
     def count(self) -> int:
-        with self._connect() as db:
+        with self._db.transaction() as db:
             return int(db.execute("SELECT COUNT(*) FROM transfers").fetchone()[0])
 
     def export(self, out: TextIO) -> int:
         """Write every row as one JSON object per line (all columns but the local row id),
         oldest first. There is no key column: a ledger never holds a key."""
         written = 0
-        with self._connect() as db:
+        with self._db.transaction() as db:
             for row in db.execute(f"{_SELECT} ORDER BY id"):
                 out.write(json.dumps(dict(zip(COLUMNS, row, strict=True)), sort_keys=True))
                 out.write("\n")
@@ -320,21 +294,19 @@ class Ledger:
         number of rows added."""
         entries = [_parse_line(n, line) for n, line in enumerate(lines, 1) if line.strip()]
         added = 0
-        with closing(sqlite3.connect(self.path, timeout=30, isolation_level=None)) as db:
-            db.execute("PRAGMA busy_timeout=30000")
-            db.execute("BEGIN IMMEDIATE")  # no other writer between the check and the insert
-            try:
-                for entry in entries:
-                    same = tuple(getattr(entry, c) for c in DEDUPE_COLUMNS)
-                    if db.execute(_EXISTS, same).fetchone():
-                        continue
-                    db.execute(_INSERT, _values(entry))
-                    added += 1
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with write_locked(self.path) as db:  # no other writer between the check and the insert
+            for entry in entries:
+                same = tuple(getattr(entry, c) for c in DEDUPE_COLUMNS)
+                if db.execute(_EXISTS, same).fetchone():
+                    continue
+                db.execute(_INSERT, _values(entry))
+                added += 1
         return added
+
+
+def _missing_columns(db: sqlite3.Connection) -> list[tuple[str, str]]:
+    present = {row[1] for row in db.execute("PRAGMA table_info(transfers)")}
+    return [(name, sql_type) for name, sql_type in ADDED_COLUMNS if name not in present]
 
 
 def _values(entry: LedgerEntry) -> tuple[Any, ...]:

@@ -18,13 +18,12 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 
 from ssec_transfer.core.errors import UsageError
-
-T = TypeVar("T")
+from ssec_transfer.state.sqlitedb import connect_wal
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -101,11 +100,10 @@ class WatchState:
                 hint="stop it first, or give this one its own --state PATH",
             ) from None
         try:
-            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            # WAL with synchronous=NORMAL: a crash loses no commit. The flock keeps other
+            # writers out, so a short busy timeout is enough.
+            conn = connect_wal(path, synchronous="NORMAL", timeout=5.0, autocommit=True)
             try:
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")  # WAL: a crash loses no commit
-                conn.execute("PRAGMA busy_timeout=5000")
                 version = conn.execute("PRAGMA user_version").fetchone()[0]
                 if version > SCHEMA_VERSION:
                     raise UsageError(

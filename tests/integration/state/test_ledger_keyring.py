@@ -22,13 +22,9 @@ import pytest
 
 from ssec_transfer import SSECustomerKey, TransferEngine
 from ssec_transfer.core.results import ObjectInfo
-from ssec_transfer.keys.keyring import (
-    PASSPHRASE_ENV,
-    Keyring,
-    KeyringError,
-    prepare_derived_key,
-    resolve_key,
-)
+from ssec_transfer.keys.derive import prepare_derived_key
+from ssec_transfer.keys.keyring import PASSPHRASE_ENV, Keyring, KeyringError
+from ssec_transfer.keys.resolve import resolve_key
 from ssec_transfer.state.ledger import Ledger
 from tests.support.helpers import make_key_file, random_file, run_cli
 

@@ -18,14 +18,13 @@ import pytest
 from ssec_transfer.cli import keyring as keyring_cli
 from ssec_transfer.core.errors import SSECTransferError
 from ssec_transfer.keys.customer import SSECustomerKey
+from ssec_transfer.keys.derive import derive_key, prepare_derived_key
 from ssec_transfer.keys.keyring import (
     PASSPHRASE_ENV,
     Keyring,
     KeyringError,
     KeyringUsageError,
     WrongPassphraseError,
-    derive_key,
-    prepare_derived_key,
     read_passphrase,
 )
 from ssec_transfer.state.ledger import Ledger, LedgerEntry
