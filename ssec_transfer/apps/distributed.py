@@ -68,198 +68,37 @@ What scales: throughput grows with workers until the S3 server (or its network) 
 the server is the limit, not the client. The client does little per object (one ledger row,
 one JSON line). With `--skip-existing` and for downloads the client reads the ledger once per
 object before dispatching.
+
+This module is the client's asynchronous side; `distributed_cluster` holds the cluster choice
+and the blocking Dask client, `distributed_worker` what travels and what runs on a worker.
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import heapq
-import importlib
-import logging
 import math
-import os
-import signal
-import tempfile
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any, Self
 
 import anyio
 import anyio.to_thread
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
-from anyio.streams.memory import MemoryObjectReceiveStream
 
-from ssec_transfer.apps.bulk import JobOutcome, TransferJob, run_jobs
-from ssec_transfer.cli import argtypes
-from ssec_transfer.core.errors import (
-    ErrorContext,
-    KeyFileError,
-    SSECTransferError,
-    TransferFailedError,
-    UsageError,
-)
+from ssec_transfer.apps.bulk import JobOutcome, TransferJob
+from ssec_transfer.apps.distributed_cluster import DaskCluster as DaskCluster
+from ssec_transfer.apps.distributed_cluster import DaskClusterError as DaskClusterError
+from ssec_transfer.apps.distributed_cluster import Session
+from ssec_transfer.apps.distributed_worker import BatchSpec, WireJob, import_distributed
+from ssec_transfer.apps.distributed_worker import KeySource as KeySource
+from ssec_transfer.core.errors import ErrorContext, SSECTransferError, UsageError
 from ssec_transfer.core.plan import MiB
 from ssec_transfer.core.results import TransferResult
-from ssec_transfer.engine import TransferConfig, TransferEngine
-from ssec_transfer.keys.customer import SSECustomerKey
-from ssec_transfer.s3.client import ConnectionSettings
+from ssec_transfer.engine import TransferEngine
 from ssec_transfer.state.ledger import Ledger, LedgerEntry
-
-log = logging.getLogger(__name__)
-
-GiB = 1024 * MiB
-INSTALL_HINT = "install the Dask extra: pip install 'ssec-transfer[dask]'"
-# Transports on which key material may ride inside a task: encrypted, or never on a network.
-_SECRET_SAFE_SCHEMES = ("tls", "inproc")
-_POLL_SECONDS = 0.1  # how often the client looks for news from the cluster
-_PUBLISH_SECONDS = 0.5  # longest a worker keeps progress bytes before reporting them
-_STOP_GRACE_SECONDS = 15.0  # for running batches to abort their uploads when stopped
-
-
-class DaskClusterError(TransferFailedError):
-    """The Dask cluster could not be reached, or lost a batch for good."""
-
-
-def _import_distributed() -> Any:
-    """`distributed` is optional (and untyped here on purpose: Any at the boundary)."""
-    try:
-        return importlib.import_module("distributed")
-    except ImportError:
-        raise UsageError("--dask needs the `distributed` package", hint=INSTALL_HINT) from None
-
-
-# -- where the cluster is ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DaskCluster:
-    """Which cluster to use, and how to cut the run into batches."""
-
-    address: str | None = None  # a running scheduler, e.g. tcp://host:8786 or tls://host:8786
-    local_workers: int | None = None  # else: start a LocalCluster of this many processes
-    batches_per_worker: int = 4  # per worker thread
-    max_batch_bytes: int = 4 * GiB
-    max_batch_files: int = 2000
-    connect_timeout: float = 30.0
-
-    def __post_init__(self) -> None:
-        if (self.address is None) == (self.local_workers is None):
-            raise UsageError("give either a Dask scheduler address or a local worker count")
-        if self.local_workers is not None and self.local_workers < 1:
-            raise UsageError("--dask-local needs at least 1 worker")
-        if self.batches_per_worker < 1 or self.max_batch_bytes < 1 or self.max_batch_files < 1:
-            raise UsageError("Dask batches need room for at least one file")
-
-    @property
-    def carries_secrets(self) -> bool:
-        """True where key material may travel: TLS, in-process, or our own TLS LocalCluster."""
-        if self.address is None:
-            return True
-        return self.address.split("://", 1)[0].lower() in _SECRET_SAFE_SCHEMES
-
-
-def add_arguments(group: argparse._ArgumentGroup | argparse.ArgumentParser) -> None:
-    """--dask ADDRESS | --dask-local N, and --dask-batch-size, for the bulk commands."""
-    where = group.add_mutually_exclusive_group()
-    where.add_argument(
-        "--dask",
-        metavar="ADDRESS",
-        help="run the transfers on this Dask scheduler's workers (tcp://HOST:8786, or "
-        "tls://... to let client-only keys travel); needs ssec-transfer[dask]",
-    )
-    where.add_argument(
-        "--dask-local",
-        type=argtypes.positive_int,
-        metavar="N",
-        help="run the transfers on a Dask cluster of N worker processes on this machine",
-    )
-    group.add_argument(
-        "--dask-batch-size",
-        type=argtypes.size,
-        metavar="SIZE",
-        default=DaskCluster.max_batch_bytes,
-        help="with --dask/--dask-local: at most this many bytes per batch (default 4GiB)",
-    )
-
-
-def cluster_from_args(args: argparse.Namespace) -> DaskCluster | None:
-    """The cluster the command line asks for, or None for a local run."""
-    address = getattr(args, "dask", None)
-    local = getattr(args, "dask_local", None)
-    if address is None and local is None:
-        return None
-    batch = getattr(args, "dask_batch_size", None) or DaskCluster.max_batch_bytes
-    return DaskCluster(address=address, local_workers=local, max_batch_bytes=batch)
-
-
-# -- keys ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class KeySource:
-    """Where a worker gets a job's key: a path or a variable name (the key stays put), or
-    the base64 key itself (`material`, only over TLS). `fingerprint` is what the client
-    planned with: a worker whose file holds another key fails that object."""
-
-    path: str | None = None
-    env: str | None = None
-    material: str | None = field(default=None, repr=False)
-    fingerprint: str | None = None
-
-    def __post_init__(self) -> None:
-        if sum(x is not None for x in (self.path, self.env, self.material)) != 1:
-            raise ValueError("a KeySource is exactly one of path, env or material")
-
-    @classmethod
-    def of(cls, key: SSECustomerKey) -> Self:
-        """Describe a loaded key by where it came from (see `SSECustomerKey.source`)."""
-        for prefix, name in (("key file ", "path"), ("environment variable ", "env")):
-            if key.source.startswith(prefix):
-                value = key.source[len(prefix) :]
-                if name == "path":
-                    value = os.path.abspath(value)
-                return cls(**{name: value}, fingerprint=key.fingerprint)
-        return cls(material=key.export_base64(), fingerprint=key.fingerprint)
-
-    @property
-    def travels(self) -> bool:
-        return self.material is not None
-
-    def describe(self) -> str:
-        if self.path is not None:
-            return f"key file {self.path}"
-        if self.env is not None:
-            return f"environment variable {self.env}"
-        return "key sent by the client"
-
-    def load(self, where: str = "this worker") -> SSECustomerKey:
-        """Load the key here; refuse one that is not the key the client planned with."""
-        if self.path is not None:
-            key = SSECustomerKey.from_file(self.path)
-        elif self.env is not None:
-            key = SSECustomerKey.from_env(self.env)
-        else:
-            assert self.material is not None
-            key = SSECustomerKey.from_base64(self.material, source=self.describe())
-        if self.fingerprint is not None and key.fingerprint != self.fingerprint:
-            raise KeyFileError(
-                f"{self.describe()} on Dask worker {where} holds key {key.fingerprint}, not "
-                f"{self.fingerprint} that the client planned this transfer with; nothing was sent",
-                hint="every worker needs the same key under the same path (or variable name)",
-            )
-        return key
-
-
-def default_key_source(job: TransferJob) -> KeySource | None:
-    """The key source of a planned job: its key's file or variable, else the key itself."""
-    return KeySource.of(job.sse_key) if job.sse_key is not None else None
-
 
 # -- batches -------------------------------------------------------------------------------
 
@@ -326,261 +165,6 @@ def plan_batches(
     return [sorted(members[b]) for b in chosen]
 
 
-# -- what travels --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _WireJob:
-    """A `TransferJob` without its key: what a worker needs, all of it picklable."""
-
-    index: int
-    operation: str
-    path: str
-    bucket: str
-    key: str
-    version_id: str | None
-    size: int | None
-    key_source: KeySource | None
-    ledger_entry: LedgerEntry | None  # the client's newest ledger row, for checks
-
-
-@dataclass(frozen=True)
-class _BatchSpec:
-    task_key: str  # also where the worker journals finished objects (task metadata)
-    queue: str  # where the worker streams outcomes and progress
-    stop_event: str  # set by the client when it gives up on the run (Ctrl-C, --fail-fast)
-    batch: int
-    jobs: tuple[_WireJob, ...]
-    settings: ConnectionSettings
-    config: TransferConfig
-    skip_existing: bool
-    fail_fast: bool
-    resume: bool
-    max_files: int | None
-
-
-# -- on a worker ---------------------------------------------------------------------------
-
-
-class _Channel:
-    """The worker's line to the client: finished objects go into the batch's task metadata
-    on the scheduler (so a re-run of the batch skips them) and then onto the run's queue (so
-    the client prints them now); the run's stop event says the client has given up."""
-
-    def __init__(self, dist: Any, spec: _BatchSpec) -> None:
-        self.client = dist.get_client()
-        self.spec = spec
-        self.queue = dist.Queue(spec.queue, client=self.client)
-        self.stop = dist.Event(spec.stop_event, client=self.client)
-        self.attempt = 0
-        self._chunks = 0
-        self._warned = False
-
-    def stopped(self) -> bool:
-        return bool(self.stop.is_set())
-
-    def start(self) -> dict[int, dict[str, Any]]:
-        """Count this attempt; return the outcomes earlier attempts reported."""
-        meta = self.client.get_metadata([self.spec.task_key], default=None) or {}
-        self.attempt = int(meta.get("attempts", 0)) + 1
-        self.client.set_metadata([self.spec.task_key, "attempts"], self.attempt)
-        earlier: dict[int, dict[str, Any]] = {}
-        for name, chunk in meta.items():
-            if str(name).startswith("done-"):
-                earlier.update((int(o["index"]), o) for o in chunk)
-        return earlier
-
-    def publish(self, outcomes: list[dict[str, Any]], nbytes: int) -> bool:
-        """Report; True when the client asked the run to stop."""
-        try:
-            if outcomes:
-                self._chunks += 1
-                name = f"done-{self.attempt}-{self._chunks}"
-                self.client.set_metadata([self.spec.task_key, name], outcomes)
-            if outcomes or nbytes:
-                self.queue.put({"batch": self.spec.batch, "outcomes": outcomes, "bytes": nbytes})
-            return self.stopped()
-        except Exception as exc:  # the run goes on; the batch's result still carries them
-            if not self._warned:
-                log.warning("cannot report progress to the Dask client: %s", exc)
-                self._warned = True
-            return False
-
-    def close(self) -> None:
-        with suppress(Exception):
-            self.queue.close()
-
-
-class _ByteCounter:
-    def __init__(self) -> None:
-        self.pending = 0
-
-    def add(self, n: int) -> None:
-        self.pending += n
-
-    def take(self) -> int:
-        n, self.pending = self.pending, 0
-        return n
-
-
-def _run_batch(spec: _BatchSpec) -> dict[str, Any]:
-    """The Dask task: run one batch on this worker with the ordinary engine."""
-    dist = _import_distributed()
-    worker = dist.get_worker()
-    channel = _Channel(dist, spec)
-    try:
-        earlier = channel.start()
-        todo = [] if channel.stopped() else [j for j in spec.jobs if j.index not in earlier]
-        resume = spec.resume or channel.attempt > 1
-        outcomes, peaks = anyio.run(
-            _run_batch_async, spec, todo, resume, channel, str(worker.address)
-        )
-    finally:
-        channel.close()
-    return {
-        "batch": spec.batch,
-        "outcomes": [*earlier.values(), *outcomes],
-        "attempt": channel.attempt,
-        "worker": str(worker.address),
-        "peak_requests_in_flight": peaks[0],
-        "peak_bytes_reserved": peaks[1],
-    }
-
-
-async def _publisher(
-    receive: MemoryObjectReceiveStream[dict[str, Any]],
-    channel: _Channel,
-    counter: _ByteCounter,
-    work: anyio.CancelScope,
-) -> None:
-    """Report finished objects as soon as possible (several at once when they pile up) and
-    progress bytes every half second; cancel `work` when the client stops the run."""
-    ended = False
-    async with receive:
-        while not ended:
-            pending: list[dict[str, Any]] = []
-            with anyio.move_on_after(_PUBLISH_SECONDS):
-                try:
-                    pending.append(await receive.receive())
-                    while True:
-                        pending.append(receive.receive_nowait())
-                except anyio.WouldBlock:
-                    pass
-                except anyio.EndOfStream:
-                    ended = True
-            if await anyio.to_thread.run_sync(channel.publish, pending, counter.take()):
-                work.cancel()  # uploads in flight are aborted, as on Ctrl-C in a local run
-
-
-async def _snapshot_ledger(folder: str, jobs: Sequence[_WireJob]) -> Ledger | None:
-    """A throwaway ledger holding the client's rows for these objects, so the engine's own
-    checks (--skip-existing, download digests) work on a worker unchanged. Workers never
-    write the real ledger: the client does."""
-    entries = [job.ledger_entry for job in jobs if job.ledger_entry is not None]
-    if not entries:
-        return None
-
-    def build() -> Ledger:
-        ledger = Ledger(Path(folder) / "ledger.sqlite")
-        for entry in entries:
-            ledger.add(entry)
-        return ledger
-
-    return await anyio.to_thread.run_sync(build)
-
-
-def _local_jobs(jobs: Sequence[_WireJob], where: str) -> tuple[list[TransferJob], dict[int, int]]:
-    """Rebuild the jobs with keys loaded here; a key that cannot be loaded fails its job."""
-    loaded: dict[KeySource, SSECustomerKey | SSECTransferError] = {}
-    built: list[TransferJob] = []
-    index_of: dict[int, int] = {}
-    for wire in jobs:
-        key: SSECustomerKey | None = None
-        problem: SSECTransferError | None = None
-        source = wire.key_source
-        if source is not None:
-            if source not in loaded:
-                try:
-                    loaded[source] = source.load(where)
-                except SSECTransferError as exc:
-                    loaded[source] = exc
-            found = loaded[source]
-            if isinstance(found, SSECustomerKey):
-                key = found
-            else:
-                problem = found
-        job = TransferJob(
-            "upload" if wire.operation == "upload" else "download",
-            Path(wire.path), wire.bucket, wire.key, key, version_id=wire.version_id,
-            size=wire.size, problem=problem,
-        )  # fmt: skip
-        built.append(job)
-        index_of[id(job)] = wire.index
-    return built, index_of
-
-
-def _mtime_ns(path: str) -> int | None:
-    try:
-        return os.stat(path).st_mtime_ns
-    except OSError:
-        return None
-
-
-async def _outcome_dict(index: int, outcome: JobOutcome) -> dict[str, Any]:
-    """The JSON line's fields, plus what the client needs to rebuild the outcome and write
-    the ledger row. Plain data only: it travels through the scheduler."""
-    data = outcome.to_dict()
-    result = outcome.result
-    data["index"] = index
-    data["result"] = dataclasses.asdict(result) if result else None
-    data["error_detail"] = outcome.error.to_dict() if outcome.error else None
-    data["local_mtime_ns"] = (
-        await anyio.to_thread.run_sync(_mtime_ns, result.path) if result else None
-    )
-    return data
-
-
-async def _run_batch_async(
-    spec: _BatchSpec, todo: list[_WireJob], resume: bool, channel: _Channel, where: str
-) -> tuple[list[dict[str, Any]], tuple[int, int]]:
-    counter = _ByteCounter()
-    results: list[dict[str, Any]] = []
-    peaks = (0, 0)
-    send, receive = anyio.create_memory_object_stream[dict[str, Any]](math.inf)
-
-    async def report(index: int, outcome: JobOutcome) -> None:
-        data = await _outcome_dict(index, outcome)
-        results.append(data)
-        send.send_nowait(data)
-
-    async with anyio.create_task_group() as tg:
-        work = anyio.CancelScope()
-        tg.start_soon(_publisher, receive, channel, counter, work)
-        with send, work, tempfile.TemporaryDirectory(prefix="ssec-transfer-batch-") as folder:
-            jobs, index_of = await anyio.to_thread.run_sync(_local_jobs, todo, where)
-            ledger = await _snapshot_ledger(folder, todo)
-            try:
-                async with TransferEngine(
-                    settings=spec.settings, config=spec.config, ledger=ledger,
-                    journal="default", resume=resume,
-                ) as engine:  # fmt: skip
-                    async with run_jobs(
-                        engine, jobs, fail_fast=spec.fail_fast,
-                        skip_existing=spec.skip_existing, max_files=spec.max_files,
-                        on_bytes=counter.add,
-                    ) as outcomes:  # fmt: skip
-                        async for outcome in outcomes:
-                            await report(index_of[id(outcome.job)], outcome)
-                    stats = engine.scheduler.stats()
-                    peaks = (stats.peak_requests_in_flight, stats.peak_bytes_reserved)
-            except SSECTransferError as exc:  # this worker cannot reach S3 at all
-                done = {d["index"] for d in results}
-                for job in jobs:
-                    if index_of[id(job)] not in done:
-                        await report(index_of[id(job)], JobOutcome(job, "failed", error=exc))
-    return results, peaks
-
-
 # -- on the client -------------------------------------------------------------------------
 
 
@@ -636,124 +220,9 @@ class DaskOutcomes:
             raise StopAsyncIteration from None
 
 
-def _ignore_interrupts(dist: Any) -> Any:
-    """A worker plugin for our LocalCluster: Ctrl-C reaches the whole process group, and
-    worker processes dying mid-upload would leave uploads behind. The client stops them
-    instead (the run's stop event), so their transfers abort cleanly."""
-
-    class IgnoreInterrupts(dist.WorkerPlugin):  # type: ignore[misc]
-        name = "ssec-transfer-ignore-sigint"
-
-        def setup(self, worker: Any) -> None:
-            if threading.current_thread() is threading.main_thread():
-                signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    return IgnoreInterrupts()
-
-
-class _Session:
-    """The blocking side: a Dask client (and our LocalCluster). Call from a worker thread."""
-
-    def __init__(self, dist: Any, cluster: DaskCluster) -> None:
-        self.dist = dist
-        self.local: Any = None
-        self.client: Any = None
-        self.futures: list[Any] = []
-        self.batch_of: dict[Any, int] = {}
-        self.queue: Any = None
-        self.stop: Any = None
-        self.completed: Any = None
-        try:
-            if cluster.local_workers is not None:
-                # TLS with throwaway certificates: loopback tcp:// is readable by every
-                # local user, and client-only keys may have to travel.
-                self.local = dist.LocalCluster(
-                    n_workers=cluster.local_workers, threads_per_worker=1, processes=True,
-                    host="127.0.0.1", dashboard_address="127.0.0.1:0", security=True,
-                    silence_logs=logging.ERROR,
-                )  # fmt: skip
-                self.client = dist.Client(self.local, set_as_default=False)
-                self.client.register_plugin(_ignore_interrupts(dist))
-            else:
-                self.client = dist.Client(
-                    cluster.address, timeout=cluster.connect_timeout, set_as_default=False
-                )
-                self.client.wait_for_workers(1, timeout=cluster.connect_timeout)
-        except SSECTransferError:
-            self.close()
-            raise
-        except Exception as exc:
-            self.close()
-            where = cluster.address or f"a local cluster of {cluster.local_workers} workers"
-            hint = (
-                "check the scheduler address and that workers are connected "
-                "(`dask scheduler`, `dask worker ADDRESS`)"
-            )
-            if where.startswith("tls://"):
-                hint += "; tls:// needs Dask's TLS settings (distributed.comm.tls.ca-file, "
-                hint += ".client.cert, .client.key in the Dask config or DASK_* variables)"
-            raise DaskClusterError(
-                f"cannot use Dask on {where}: {type(exc).__name__}: {exc}", hint=hint
-            ) from None
-
-    def threads(self) -> tuple[int, int]:
-        nthreads = self.client.nthreads()
-        return len(nthreads), sum(int(n) for n in nthreads.values())
-
-    def submit(self, specs: list[_BatchSpec]) -> None:
-        self.queue = self.dist.Queue(specs[0].queue, client=self.client)
-        self.stop = self.dist.Event(specs[0].stop_event, client=self.client)
-        self.futures = [
-            self.client.submit(_run_batch, spec, key=spec.task_key, pure=False, retries=2)
-            for spec in specs
-        ]
-        self.batch_of = {
-            future.key: spec.batch for future, spec in zip(self.futures, specs, strict=True)
-        }
-        self.completed = self.dist.as_completed(self.futures, loop=self.client.loop)
-
-    def poll(self) -> tuple[list[dict[str, Any]], list[tuple[int, Any, BaseException | None]]]:
-        """News since the last call: queue messages and finished batches. Waits a little
-        when there is none, so the caller can loop on it."""
-        messages = list(self.queue.get(batch=True))
-        settled: list[tuple[int, Any, BaseException | None]] = []
-        if self.completed.has_ready():
-            for future in self.completed.next_batch(block=False):
-                batch = self.batch_of[future.key]
-                try:
-                    settled.append((batch, future.result(), None))
-                except BaseException as exc:  # erred, lost or cancelled
-                    settled.append((batch, None, exc))
-        if not messages and not settled:
-            time.sleep(_POLL_SECONDS)
-        return messages, settled
-
-    def cancel(self) -> None:
-        """Stop the run: running batches abort their transfers (as a local run does on
-        Ctrl-C) and return within a grace period; queued batches are dropped."""
-        pending = [future for future in self.futures if not future.done()]
-        if not pending:
-            return
-        with suppress(Exception):
-            self.stop.set()
-            deadline = time.monotonic() + _STOP_GRACE_SECONDS
-            while time.monotonic() < deadline and not all(f.done() for f in pending):
-                time.sleep(_POLL_SECONDS)  # batches not started yet return at once
-        with suppress(Exception):
-            self.client.cancel(pending)
-
-    def close(self) -> None:
-        self.cancel()
-        if self.queue is not None:
-            with suppress(Exception):
-                self.queue.close()
-        if self.client is not None:
-            with suppress(Exception):
-                self.client.close()
-        if self.local is not None:
-            with suppress(Exception):
-                self.local.close()
-        self.client = self.local = self.queue = None
+def default_key_source(job: TransferJob) -> KeySource | None:
+    """The key source of a planned job: its key's file or variable, else the key itself."""
+    return KeySource.of(job.sse_key) if job.sse_key is not None else None
 
 
 def _refuse_travelling_keys(cluster: DaskCluster, travelling: list[TransferJob]) -> None:
@@ -815,7 +284,7 @@ async def run_jobs_distributed(
     tcp:// is refused (UsageError) before anything is sent.
     """
     planned = list(jobs)
-    dist = _import_distributed()
+    dist = import_distributed()
     early: list[JobOutcome] = []  # problems found while planning fail at once, as locally
     todo: list[tuple[int, TransferJob, KeySource | None]] = []
     for index, job in enumerate(planned):
@@ -824,69 +293,25 @@ async def run_jobs_distributed(
         else:
             todo.append((index, job, key_source_for(job) if job.sse_key else None))
     _refuse_travelling_keys(cluster, [job for _, job, s in todo if s is not None and s.travels])
-
-    endpoint = engine.endpoint_url
-    rows: dict[int, LedgerEntry] = {}
-    if engine.ledger is not None and (
-        skip_existing or any(job.operation == "download" for _, job, _ in todo)
-    ):
-        rows = await anyio.to_thread.run_sync(
-            _ledger_rows, engine.ledger, endpoint, [(i, job) for i, job, _ in todo]
-        )
-    wire = [
-        _WireJob(
-            index=i,
-            operation=job.operation,
-            path=str(job.path),
-            bucket=job.bucket,
-            key=job.key,
-            version_id=job.version_id,
-            size=job.size,
-            key_source=source,
-            ledger_entry=rows.get(i),
-        )
-        for i, job, source in todo
-    ]
+    wire = await _wire_jobs(engine, todo, skip_existing=skip_existing)
 
     send, receive = anyio.create_memory_object_stream[JobOutcome](math.inf)
     outcomes = DaskOutcomes(receive)
-    session: _Session | None = None
+    session: Session | None = None
     try:
+        specs: list[BatchSpec] = []
         if wire:
-            session = await anyio.to_thread.run_sync(_Session, dist, cluster)
-        specs: list[_BatchSpec] = []
-        if session is not None:
+            session = await anyio.to_thread.run_sync(Session, dist, cluster)
             workers, threads = await anyio.to_thread.run_sync(session.threads)
-            sizes = [w.size for w in wire]
-            groups = plan_batches(
-                sizes, batch_count(sizes, max(1, threads), cluster.batches_per_worker),
-                max_batch_bytes=cluster.max_batch_bytes, max_batch_files=cluster.max_batch_files,
+            specs = _batch_specs(
+                engine, wire, cluster, threads, skip_existing=skip_existing,
+                fail_fast=fail_fast, max_files=max_files,
             )  # fmt: skip
-            run_id = uuid.uuid4().hex[:12]
-            settings = replace(engine.settings, endpoint_url=endpoint)
-            specs = [
-                _BatchSpec(
-                    task_key=f"ssec-transfer-{run_id}-batch-{b}",
-                    queue=f"ssec-transfer-{run_id}",
-                    stop_event=f"ssec-transfer-{run_id}-stop",
-                    batch=b,
-                    jobs=tuple(wire[i] for i in group),
-                    settings=settings,
-                    config=engine.config,
-                    skip_existing=skip_existing,
-                    fail_fast=fail_fast,
-                    resume=engine.resume,
-                    max_files=max_files,
-                )
-                for b, group in enumerate(groups)
-            ]
             outcomes.workers, outcomes.batches = workers, len(specs)
             await anyio.to_thread.run_sync(session.submit, specs)
+        pump = _Pump(engine, planned, specs, send, outcomes, fail_fast=fail_fast)
         async with anyio.create_task_group() as tg:
-            tg.start_soon(
-                _pump, session, specs, planned, early, engine, send, outcomes, fail_fast,
-                on_bytes,
-            )  # fmt: skip
+            tg.start_soon(pump.run, session, early, on_bytes)
             try:
                 async with receive:
                     yield outcomes
@@ -900,56 +325,110 @@ async def run_jobs_distributed(
                 await anyio.to_thread.run_sync(session.close)
 
 
-async def _pump(
-    session: _Session | None,
-    specs: list[_BatchSpec],
-    planned: list[TransferJob],
-    early: list[JobOutcome],
+async def _wire_jobs(
     engine: TransferEngine,
-    send: ObjectSendStream[JobOutcome],
-    outcomes: DaskOutcomes,
+    todo: list[tuple[int, TransferJob, KeySource | None]],
+    *,
+    skip_existing: bool,
+) -> list[WireJob]:
+    """The jobs as they travel: no keys, and the client's ledger rows the checks need."""
+    rows: dict[int, LedgerEntry] = {}
+    if engine.ledger is not None and (
+        skip_existing or any(job.operation == "download" for _, job, _ in todo)
+    ):
+        rows = await anyio.to_thread.run_sync(
+            _ledger_rows, engine.ledger, engine.endpoint_url, [(i, job) for i, job, _ in todo]
+        )
+    return [
+        WireJob(
+            index=i,
+            operation=job.operation,
+            path=str(job.path),
+            bucket=job.bucket,
+            key=job.key,
+            version_id=job.version_id,
+            size=job.size,
+            key_source=source,
+            ledger_entry=rows.get(i),
+        )
+        for i, job, source in todo
+    ]
+
+
+def _batch_specs(
+    engine: TransferEngine,
+    wire: list[WireJob],
+    cluster: DaskCluster,
+    threads: int,
+    *,
+    skip_existing: bool,
     fail_fast: bool,
-    on_bytes: Callable[[int], None] | None,
-) -> None:
-    """Turn the cluster's news into outcomes, in the order objects finish; write the ledger."""
-    seen: set[int] = set()
-    endpoint = engine.endpoint_url
+    max_files: int | None,
+) -> list[BatchSpec]:
+    """The run cut into size-balanced batches for the cluster's `threads` worker threads."""
+    sizes = [w.size for w in wire]
+    groups = plan_batches(
+        sizes, batch_count(sizes, max(1, threads), cluster.batches_per_worker),
+        max_batch_bytes=cluster.max_batch_bytes, max_batch_files=cluster.max_batch_files,
+    )  # fmt: skip
+    run_id = uuid.uuid4().hex[:12]
+    settings = replace(engine.settings, endpoint_url=engine.endpoint_url)
+    return [
+        BatchSpec(
+            task_key=f"ssec-transfer-{run_id}-batch-{b}",
+            queue=f"ssec-transfer-{run_id}",
+            stop_event=f"ssec-transfer-{run_id}-stop",
+            batch=b,
+            jobs=tuple(wire[i] for i in group),
+            settings=settings,
+            config=engine.config,
+            skip_existing=skip_existing,
+            fail_fast=fail_fast,
+            resume=engine.resume,
+            max_files=max_files,
+        )
+        for b, group in enumerate(groups)
+    ]
 
-    async def emit(outcome: JobOutcome) -> bool:
-        await send.send(outcome)
-        return fail_fast and outcome.status == "failed"
 
-    async def emit_dict(data: dict[str, Any]) -> bool:
-        index = int(data["index"])
-        if index in seen:
-            return False
-        seen.add(index)
-        job = planned[index]
-        result = TransferResult(**data["result"]) if data.get("result") else None
-        error = rebuild_error(data["error_detail"]) if data.get("error_detail") else None
-        outcome = JobOutcome(job, data["status"], result, error, float(data["seconds"]))
-        if result is not None and engine.ledger is not None:
-            row = _ledger_row(endpoint, result, data.get("local_mtime_ns"))
-            with anyio.CancelScope(shield=True):  # the object exists now: note its key
-                await anyio.to_thread.run_sync(engine.ledger.add, row)
-        return await emit(outcome)
+class _Pump:
+    """Turns the cluster's news into outcomes, in the order objects finish; writes the ledger.
+    Each object is reported once, whichever way (queue, batch result, lost batch) it came."""
 
-    async def fail_unseen(batches: Iterable[int], error: SSECTransferError) -> bool:
-        for batch in sorted(batches):
-            for wire in specs[batch].jobs:
-                if wire.index not in seen:
-                    seen.add(wire.index)
-                    if await emit(JobOutcome(planned[wire.index], "failed", error=error)):
-                        return True
-        return False
+    def __init__(
+        self,
+        engine: TransferEngine,
+        planned: list[TransferJob],
+        specs: list[BatchSpec],
+        send: ObjectSendStream[JobOutcome],
+        outcomes: DaskOutcomes,
+        *,
+        fail_fast: bool,
+    ) -> None:
+        self.engine = engine
+        self.planned = planned
+        self.specs = specs
+        self.send = send
+        self.outcomes = outcomes
+        self.fail_fast = fail_fast
+        self.seen: set[int] = set()
 
-    async with send:
-        for outcome in early:
-            if await emit(outcome):
-                return
-        if session is None:
-            return
-        unsettled = set(range(len(specs)))
+    async def run(
+        self,
+        session: Session | None,
+        early: list[JobOutcome],
+        on_bytes: Callable[[int], None] | None,
+    ) -> None:
+        async with self.send:
+            for outcome in early:
+                if await self.emit(outcome):
+                    return
+            if session is not None and await self._follow(session, on_bytes):
+                await anyio.to_thread.run_sync(session.cancel)
+
+    async def _follow(self, session: Session, on_bytes: Callable[[int], None] | None) -> bool:
+        """Report until every batch settled; True when the run must stop (--fail-fast)."""
+        unsettled = set(range(len(self.specs)))
         while unsettled:
             try:
                 messages, settled = await anyio.to_thread.run_sync(
@@ -960,35 +439,67 @@ async def _pump(
                     f"lost the Dask cluster: {type(exc).__name__}: {exc}",
                     hint="transfers reported before are in the ledger; run the rest again",
                 )
-                await fail_unseen(unsettled, lost)
-                return
+                await self.fail_unseen(unsettled, lost)
+                return False
             for message in messages:
                 if on_bytes is not None and message.get("bytes"):
                     on_bytes(int(message["bytes"]))
                 for data in message.get("outcomes", ()):
-                    if await emit_dict(data):
-                        await anyio.to_thread.run_sync(session.cancel)
-                        return
+                    if await self.emit_dict(data):
+                        return True
             for batch, result, failure in settled:
                 unsettled.discard(batch)
-                if result is not None:
-                    outcomes.peak_requests_in_flight = max(
-                        outcomes.peak_requests_in_flight, int(result["peak_requests_in_flight"])
-                    )
-                    outcomes.peak_bytes_reserved = max(
-                        outcomes.peak_bytes_reserved, int(result["peak_bytes_reserved"])
-                    )
-                    stop = False
-                    for data in result["outcomes"]:
-                        if stop := await emit_dict(data):
-                            break
-                else:
-                    error = DaskClusterError(
-                        f"batch {batch} failed on the Dask cluster: "
-                        f"{type(failure).__name__}: {failure}",
-                        hint="see the workers' logs; run the failed objects again",
-                    )
-                    stop = await fail_unseen([batch], error)
-                if stop:
-                    await anyio.to_thread.run_sync(session.cancel)
-                    return
+                if await self._settle(batch, result, failure):
+                    return True
+        return False
+
+    async def _settle(
+        self, batch: int, result: dict[str, Any] | None, failure: BaseException | None
+    ) -> bool:
+        """A batch finished (its outcomes not yet reported are reported now) or failed."""
+        if result is None:
+            error = DaskClusterError(
+                f"batch {batch} failed on the Dask cluster: {type(failure).__name__}: {failure}",
+                hint="see the workers' logs; run the failed objects again",
+            )
+            return await self.fail_unseen([batch], error)
+        stats = self.outcomes
+        stats.peak_requests_in_flight = max(
+            stats.peak_requests_in_flight, int(result["peak_requests_in_flight"])
+        )
+        stats.peak_bytes_reserved = max(
+            stats.peak_bytes_reserved, int(result["peak_bytes_reserved"])
+        )
+        for data in result["outcomes"]:
+            if await self.emit_dict(data):
+                return True
+        return False
+
+    async def emit(self, outcome: JobOutcome) -> bool:
+        await self.send.send(outcome)
+        return self.fail_fast and outcome.status == "failed"
+
+    async def emit_dict(self, data: dict[str, Any]) -> bool:
+        index = int(data["index"])
+        if index in self.seen:
+            return False
+        self.seen.add(index)
+        job = self.planned[index]
+        result = TransferResult(**data["result"]) if data.get("result") else None
+        error = rebuild_error(data["error_detail"]) if data.get("error_detail") else None
+        outcome = JobOutcome(job, data["status"], result, error, float(data["seconds"]))
+        ledger = self.engine.ledger
+        if result is not None and ledger is not None:
+            row = _ledger_row(self.engine.endpoint_url, result, data.get("local_mtime_ns"))
+            with anyio.CancelScope(shield=True):  # the object exists now: note its key
+                await anyio.to_thread.run_sync(ledger.add, row)
+        return await self.emit(outcome)
+
+    async def fail_unseen(self, batches: Iterable[int], error: SSECTransferError) -> bool:
+        for batch in sorted(batches):
+            for wire in self.specs[batch].jobs:
+                if wire.index not in self.seen:
+                    self.seen.add(wire.index)
+                    if await self.emit(JobOutcome(self.planned[wire.index], "failed", error=error)):
+                        return True
+        return False

@@ -12,30 +12,27 @@ restart never sends it again; a file that changes afterwards is sent again (a ne
 Local files are deleted or moved only after a HEAD with the key confirmed the object. A failed
 upload is reported and retried on a later poll with exponential backoff; the others continue.
 Setting `stop` ends polling, lets in-flight uploads finish for `drain_timeout` seconds, then
-cancels them (the engine aborts their multipart uploads).
+cancels them (the engine aborts their multipart uploads). Which signals set it is the
+command line's choice (`cli.watch_command`).
 """
 
 from __future__ import annotations
 
-import argparse
 import fnmatch
 import logging
 import math
 import os
 import shutil
-import signal
 import stat
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
 import anyio
 from anyio.abc import TaskGroup
 
-from ssec_transfer.cli import argtypes
 from ssec_transfer.core.errors import (
     ChecksumUnsupportedError,
     CredentialsError,
@@ -50,7 +47,6 @@ from ssec_transfer.core.results import TransferResult
 from ssec_transfer.core.taskgroups import task_group
 from ssec_transfer.engine import TransferEngine
 from ssec_transfer.keys.customer import SSECustomerKey
-from ssec_transfer.s3.urls import parse_s3_url
 from ssec_transfer.state.watch_state import UploadRecord, WatchState, utc_now
 
 log = logging.getLogger(__name__)
@@ -561,7 +557,7 @@ def _move(path: Path, marker: Path | None, dest: Path) -> None:
         shutil.move(marker, dest.with_name(dest.name + marker.name[len(path.name) :]))
 
 
-# -- entry points -------------------------------------------------------------------------------
+# -- the entry point ----------------------------------------------------------------------------
 
 
 async def run_watch(
@@ -597,180 +593,3 @@ async def run_watch(
     summary.failing = sorted(watcher.backoff)
     summary.seconds = time.perf_counter() - started
     return summary
-
-
-async def stop_on_signals(
-    stop: anyio.Event,
-    *,
-    abort: Callable[[], None] | None = None,
-    signals: Sequence[signal.Signals] = (signal.SIGINT, signal.SIGTERM),
-) -> None:
-    """Set `stop` at the first SIGINT/SIGTERM; call `abort` at the next one.
-
-    Run it as a task beside `run_watch` and cancel it when `run_watch` returns.
-    """
-    with anyio.open_signal_receiver(*signals) as received:
-        async for signum in received:
-            name = signal.Signals(signum).name
-            if not stop.is_set():
-                log.warning("%s: finishing uploads in flight, then stopping (again: abort)", name)
-                stop.set()
-            elif abort is not None:
-                log.warning("%s: aborting uploads in flight", name)
-                abort()
-
-
-async def run_watch_until_signal(
-    engine: TransferEngine,
-    config: WatchConfig,
-    sse_key: SSECustomerKey,
-    *,
-    on_result: EventCallback | None = None,
-) -> WatchSummary:
-    """`run_watch` that stops cleanly on SIGINT/SIGTERM: what the CLI runs.
-
-    A second signal cancels the uploads in flight at once (their multipart uploads are
-    aborted, the state file is closed) and then raises KeyboardInterrupt, so the CLI exits 130.
-    """
-    stop = anyio.Event()
-    summary: WatchSummary | None = None
-    async with task_group() as tg:
-        tg.start_soon(partial(stop_on_signals, stop, abort=tg.cancel_scope.cancel))
-        summary = await run_watch(engine, config, sse_key, on_result=on_result, stop=stop)
-        tg.cancel_scope.cancel()
-    if summary is None:
-        raise KeyboardInterrupt
-    return summary
-
-
-# -- command line -------------------------------------------------------------------------------
-
-
-def _on_success(text: str) -> tuple[OnSuccess, Path | None]:
-    if text == "keep":
-        return "keep", None
-    if text == "delete":
-        return "delete", None
-    if text.startswith("move:") and len(text) > len("move:"):
-        return "move", Path(text[len("move:") :])
-    raise argparse.ArgumentTypeError("choose keep, delete or move:DIR")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """DIR, s3://BUCKET/PREFIX/ and the watch options (key, endpoint, tuning are the CLI's)."""
-    d = WatchConfig(directory=Path("."), bucket="")
-    parser.add_argument("directory", metavar="DIR", help="folder to watch (recursively)")
-    parser.add_argument(
-        "target", metavar="s3://BUCKET/PREFIX/", help="objects are PREFIX + relative path"
-    )
-    g = parser.add_argument_group("watch")
-    g.add_argument(
-        "--include",
-        action="append",
-        default=[],
-        metavar="GLOB",
-        help="upload only relative paths matching one of these globs (repeatable)",
-    )
-    g.add_argument(
-        "--exclude",
-        action="append",
-        default=[],
-        metavar="GLOB",
-        help="never upload relative paths matching these globs, e.g. 'tmp/*' (repeatable)",
-    )
-    g.add_argument(
-        "--include-hidden", action="store_true", help="also upload dot files and dot folders"
-    )
-    g.add_argument(
-        "--interval",
-        type=argtypes.seconds,
-        default=d.interval,
-        metavar="SECONDS",
-        help=f"seconds between polls of DIR (default {d.interval:g})",
-    )
-    g.add_argument(
-        "--settle",
-        type=argtypes.seconds,
-        default=d.settle,
-        metavar="SECONDS",
-        help="a file is complete once its size and mtime stayed unchanged this long "
-        f"(default {d.settle:g})",
-    )
-    g.add_argument(
-        "--marker-suffix",
-        metavar="SUFFIX",
-        help="instead, a file NAME is complete once NAME+SUFFIX exists (e.g. .done); the "
-        "marker is not uploaded and is deleted or moved along with the file",
-    )
-    g.add_argument(
-        "--max-files",
-        type=argtypes.positive_int,
-        default=d.max_files,
-        metavar="N",
-        help=f"files uploading at once (default {d.max_files}); --concurrency still bounds "
-        "requests across all of them",
-    )
-    g.add_argument(
-        "--on-success",
-        type=_on_success,
-        default=("keep", None),
-        metavar="keep|delete|move:DIR",
-        help="what to do with a local file once its upload is verified (default keep); "
-        "move keeps the relative path under DIR",
-    )
-    g.add_argument(
-        "--verify",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="HEAD each uploaded object with the key and check size and key fingerprint "
-        "(default: only with --on-success delete or move, where it is required)",
-    )
-    g.add_argument(
-        "--state",
-        type=Path,
-        metavar="PATH",
-        help=f"SQLite file remembering finished uploads (default DIR/{DEFAULT_STATE_NAME}); "
-        "holds no keys",
-    )
-    g.add_argument(
-        "--retry-interval",
-        type=argtypes.seconds,
-        default=d.retry_interval,
-        metavar="SECONDS",
-        help=f"wait before retrying a failed file, doubling per failure (default "
-        f"{d.retry_interval:g})",
-    )
-    g.add_argument(
-        "--drain-timeout",
-        type=argtypes.seconds,
-        default=d.drain_timeout,
-        metavar="SECONDS",
-        help="on SIGINT/SIGTERM, let uploads in flight finish this long, then abort them "
-        f"(default {d.drain_timeout:g})",
-    )
-
-
-def config_from_args(args: argparse.Namespace) -> WatchConfig:
-    """The WatchConfig for parsed `watch` arguments (validated)."""
-    url = parse_s3_url(args.target)
-    on_success, move_to = args.on_success
-    config = WatchConfig(
-        directory=Path(args.directory),
-        bucket=url.bucket,
-        prefix=url.key,
-        include=tuple(args.include),
-        exclude=tuple(args.exclude),
-        include_hidden=args.include_hidden,
-        interval=args.interval,
-        settle=args.settle,
-        marker_suffix=args.marker_suffix,
-        max_files=args.max_files,
-        on_success=on_success,
-        move_to=move_to,
-        verify=args.verify,
-        state_path=args.state,
-        retry_interval=args.retry_interval,
-        drain_timeout=args.drain_timeout,
-    )
-    config.validate()
-    return config

@@ -1,4 +1,4 @@
-"""argparse value types shared by every command: sizes, counts, durations.
+"""argparse value types shared by every command: sizes, counts, durations, choices.
 
 Each turns a bad value into argparse's own error (exit 2, usage printed) with a message
 that says what was expected.
@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ssec_transfer.core.units import parse_size
+
+if TYPE_CHECKING:
+    from ssec_transfer.apps.watch import OnSuccess
 
 
 def size(text: str) -> int:
@@ -39,3 +44,14 @@ def seconds(text: str) -> float:
     if not (math.isfinite(value) and value >= 0):
         raise argparse.ArgumentTypeError("must be a number of seconds >= 0")
     return value
+
+
+def on_success(text: str) -> tuple[OnSuccess, Path | None]:
+    """watch's --on-success: keep, delete or move:DIR."""
+    if text == "keep":
+        return "keep", None
+    if text == "delete":
+        return "delete", None
+    if text.startswith("move:") and len(text) > len("move:"):
+        return "move", Path(text[len("move:") :])
+    raise argparse.ArgumentTypeError("choose keep, delete or move:DIR")

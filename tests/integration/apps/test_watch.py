@@ -23,10 +23,9 @@ from ssec_transfer.apps.watch import (
     WatchConfig,
     WatchEvent,
     WatchSummary,
-    add_arguments,
-    config_from_args,
     run_watch,
 )
+from ssec_transfer.cli.watch_command import add_arguments, config_from_args
 from ssec_transfer.core.errors import TransferFailedError
 from ssec_transfer.core.plan import MiB
 from ssec_transfer.core.results import TransferResult

@@ -1,0 +1,162 @@
+"""What the command handlers share: the parsed arguments turned into a key, a transfer
+configuration, an engine and a Dask cluster, and one way to print results.
+
+This is where a Namespace becomes typed values: nothing below the CLI reads one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from ssec_transfer.apps.distributed import DaskCluster
+from ssec_transfer.cli import keyring as keyring_cli
+from ssec_transfer.core.errors import KeyFileError, UsageError
+from ssec_transfer.engine import TransferConfig, TransferEngine
+from ssec_transfer.keys.customer import ARGV_HINT, SSECustomerKey
+from ssec_transfer.keys.resolve import resolve_key
+from ssec_transfer.s3.client import ConnectionSettings
+
+log = logging.getLogger("ssec_transfer")
+
+
+def load_key(args: argparse.Namespace) -> SSECustomerKey | None:
+    """The key from --key-file, --key-env or --sse-c-key fileb://PATH; None without one."""
+    if getattr(args, "sse_c", None) not in (None, "AES256"):
+        raise UsageError("SSE-C supports only AES256")
+    if getattr(args, "sse_c_key", None):
+        value: str = args.sse_c_key
+        if value.startswith(("fileb://", "file://")):
+            return SSECustomerKey.from_file(value.split("://", 1)[1])
+        raise KeyFileError(
+            "--sse-c-key takes only fileb://PATH here; a key typed on the command line has "
+            "been visible to every user of this machine and should be considered exposed",
+            hint=ARGV_HINT,
+        )
+    if getattr(args, "key_file", None):
+        path: str = args.key_file
+        if path.startswith(("fileb://", "file://")):
+            path = path.split("://", 1)[1]
+        return SSECustomerKey.from_file(path)
+    if getattr(args, "key_env", None):
+        return SSECustomerKey.from_env(args.key_env)
+    return None
+
+
+def other_key(file: str | None, env: str | None) -> SSECustomerKey | None:
+    """A second key (cp's source key, rotate's new key) from its file or variable."""
+    if file:
+        return SSECustomerKey.from_file(file.split("://", 1)[1] if "://" in file else file)
+    if env:
+        return SSECustomerKey.from_env(env)
+    return None
+
+
+def require_key(key: SSECustomerKey | None, what: str) -> SSECustomerKey:
+    if key is None:
+        raise UsageError(
+            f"{what} needs an SSE-C key",
+            hint="give --key-file FILE (32 raw bytes or their base64) or --key-env NAME",
+        )
+    return key
+
+
+def warn_unsaved_key(args: argparse.Namespace) -> None:
+    """SSE-C keys are not kept by the server: one that lives only in an environment
+    variable is one closed terminal away from losing every object it encrypts."""
+    if getattr(args, "key_env", None):
+        log.warning(
+            "the key comes from the environment variable %s and is saved nowhere else: if it "
+            "is lost, the objects it encrypts are lost; save it (`ssec-transfer keyring add "
+            "NAME --key-env %s`) or use --key-file",
+            args.key_env,
+            args.key_env,
+        )
+
+
+async def key_for_object(
+    args: argparse.Namespace,
+    engine: TransferEngine,
+    given: SSECustomerKey | None,
+    bucket: str,
+    key: str,
+    version_id: str | None,
+) -> SSECustomerKey | None:
+    """The key given on the command line, else (with --keyring) the keyring's key for the
+    object: the one the ledger recorded, or the first the server accepts."""
+    if given is not None:
+        return given
+    keyring = await keyring_cli.keyring_from_args(args)
+    if keyring is None:
+        return None
+    return await resolve_key(
+        engine, bucket, key, version_id, keyring, max_tries=args.keyring_max_tries
+    )
+
+
+def transfer_config(args: argparse.Namespace) -> TransferConfig:
+    """The performance options (`add_tuning`); defaults for a command without them."""
+    if not hasattr(args, "concurrency"):
+        return TransferConfig()
+    return TransferConfig(
+        concurrency=args.concurrency,
+        part_size=args.part_size,
+        multipart_threshold=args.multipart_threshold,
+        max_memory=args.max_memory,
+        checksum=args.checksum,
+    )
+
+
+def engine_for(args: argparse.Namespace) -> TransferEngine:
+    ledger: Path | Literal["default"] | None = "default"
+    if getattr(args, "no_ledger", False):
+        ledger = None
+    elif getattr(args, "ledger", None):
+        ledger = args.ledger
+    return TransferEngine(
+        endpoint_url=args.endpoint_url,
+        profile=args.profile,
+        region=args.region,
+        ca_bundle=args.ca_bundle,
+        config=transfer_config(args),
+        ledger=ledger,
+        resume=getattr(args, "resume", False),
+        settings=ConnectionSettings(retry_mode=args.retry_mode, max_attempts=args.max_attempts),
+    )
+
+
+def dask_cluster(args: argparse.Namespace) -> DaskCluster | None:
+    """The cluster --dask/--dask-local ask for, or None for a local run."""
+    address = getattr(args, "dask", None)
+    local = getattr(args, "dask_local", None)
+    if address is None and local is None:
+        return None
+    batch = getattr(args, "dask_batch_size", None) or DaskCluster.max_batch_bytes
+    return DaskCluster(address=address, local_workers=local, max_batch_bytes=batch)
+
+
+def progress_enabled(args: argparse.Namespace) -> bool:
+    if args.progress is not None:
+        return bool(args.progress)
+    return sys.stderr.isatty()
+
+
+def print_json(data: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(data, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+def report(args: argparse.Namespace, data: dict[str, Any], summary: str) -> None:
+    """One finished transfer: a JSON line with --json, else a line on stderr."""
+    if args.json:
+        print_json({"status": "ok", **data})
+    else:
+        print(
+            f"{summary}: {data['size']} bytes in {data['seconds']:.2f} s "
+            f"({data['mib_per_s']:.1f} MiB/s), key {data['key_fingerprint']}",
+            file=sys.stderr,
+        )

@@ -1,0 +1,231 @@
+"""`cp`, `rotate` and `ls`: working on objects where they are, on the server.
+
+Copies and rotations re-encrypt server-side where the server allows it, else stream through
+this machine; `ls` shows which key protects what.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from ssec_transfer.cli import keyring as keyring_cli
+from ssec_transfer.cli.common import (
+    engine_for,
+    key_for_object,
+    load_key,
+    other_key,
+    print_json,
+    report,
+    require_key,
+)
+from ssec_transfer.cli.options import (
+    CommandFactory,
+    Handler,
+    add_connection,
+    add_key,
+    add_output,
+    add_tuning,
+    add_via,
+)
+from ssec_transfer.core.errors import UsageError
+from ssec_transfer.keys.customer import SSECustomerKey
+from ssec_transfer.s3.urls import parse_s3_url
+from ssec_transfer.transfer.copy import CopyOutcome
+
+
+def register(command: CommandFactory) -> None:
+    _register_cp(command)
+    _register_rotate(command)
+    ls = command(
+        "ls",
+        "list objects (and versions) with the key fingerprints the ledger knows",
+        "List s3://BUCKET/PREFIX: key, size, last-modified, version id and, where this "
+        "machine's ledger recorded it, the fingerprint of the key that protects each object.",
+    )
+    ls.add_argument("target", metavar="s3://BUCKET[/PREFIX]")
+    ls.add_argument("--versions", action="store_true", help="every version and delete marker")
+    ls.add_argument("--json", action="store_true", help="one JSON line per object")
+    ls.add_argument("--ledger", type=Path, metavar="PATH", help="ledger database to consult")
+    add_connection(ls)
+
+
+def _register_cp(command: CommandFactory) -> None:
+    cp = command(
+        "cp",
+        "copy objects between names or buckets, changing or keeping their keys",
+        "Copy s3://SRC to s3://DST on the server (CopyObject, or parallel UploadPartCopy for "
+        "large objects), re-encrypting from the source key to the target key; where the server "
+        "refuses (Ceph 16: 501 for SSE-C sources) the data streams through this machine in "
+        "bounded memory instead. Either side may be plain. The copy is read back and its "
+        "CRC32C compared with the source before success is reported.\n\n"
+        "  ssec-transfer cp s3://a/x.nc s3://b/x.nc --source-key-file old.key --key-file new.key",
+    )
+    cp.add_argument("source", metavar="s3://SRC")
+    cp.add_argument("target", metavar="s3://DST")
+    cp.add_argument("--version-id", help="copy this version of the source")
+    cp.add_argument("--recursive", action="store_true", help="every object under SRC/")
+    add_via(cp)
+    src_keys = cp.add_argument_group("source key (for an SSE-C source)")
+    sm = src_keys.add_mutually_exclusive_group()
+    sm.add_argument("--source-key-file", metavar="PATH", help="the source object's key file")
+    sm.add_argument("--source-key-env", metavar="NAME", help="variable with its base64 key")
+    add_key(cp, required=False)
+    keyring_cli.add_keyring_options(cp)
+    add_connection(cp)
+    add_tuning(cp)
+    add_output(cp)
+
+
+def _register_rotate(command: CommandFactory) -> None:
+    rotate = command(
+        "rotate",
+        "re-encrypt objects in place under a new key",
+        "Replace the key of s3://BUCKET/KEY: the object is copied onto itself under the new "
+        "key (server-side where possible, else streamed), verified by reading it back, and only "
+        "then does the old key stop working. Until then the old object stays intact; on failure "
+        "nothing changes. On versioned buckets old versions stay unless --delete-old-versions.\n\n"
+        "  ssec-transfer rotate s3://bucket/x.nc --key-file old.key --new-key-file new.key",
+    )
+    rotate.add_argument("target", metavar="s3://BUCKET/KEY")
+    rotate.add_argument("--recursive", action="store_true", help="every object under the prefix")
+    which = rotate.add_mutually_exclusive_group()
+    which.add_argument("--version-id", help="rotate this version")
+    which.add_argument("--all-versions", action="store_true", help="rotate every version")
+    rotate.add_argument(
+        "--delete-old-versions",
+        action="store_true",
+        help="on versioned buckets, delete each old version after its copy is verified",
+    )
+    add_via(rotate)
+    add_key(rotate, required=False)
+    new_keys = rotate.add_argument_group("new key (required)")
+    nm = new_keys.add_mutually_exclusive_group(required=True)
+    nm.add_argument("--new-key-file", metavar="PATH", help="file with the new key")
+    nm.add_argument("--new-key-env", metavar="NAME", help="variable with the new base64 key")
+    keyring_cli.add_keyring_options(rotate)
+    add_connection(rotate)
+    add_tuning(rotate)
+    add_output(rotate)
+
+
+def _report_outcomes(args: argparse.Namespace, outcomes: list[CopyOutcome]) -> int:
+    failed = [o for o in outcomes if o.status != "ok"]
+    if args.json:
+        print_json({"summary": True, "objects": len(outcomes), "failed": len(failed)})
+    print(f"{len(outcomes) - len(failed)} done, {len(failed)} failed", file=sys.stderr)
+    for outcome in failed:
+        print(f"failed: {outcome.source}: {outcome.error}", file=sys.stderr)
+    return max((o.error.exit_code for o in failed if o.error), default=0)
+
+
+def _show_outcome(args: argparse.Namespace) -> Callable[[CopyOutcome], None]:
+    def show(outcome: CopyOutcome) -> None:
+        if args.json:
+            print_json(outcome.to_dict())
+
+    return show
+
+
+async def cmd_cp(args: argparse.Namespace) -> int:
+    src, dst = parse_s3_url(args.source), parse_s3_url(args.target)
+    source_key = other_key(args.source_key_file, args.source_key_env)
+    target_key = load_key(args)
+    async with engine_for(args) as engine:
+        if args.recursive:
+            outcomes = await engine.copy_prefix(
+                src.bucket, src.key, dst.bucket, dst.key, source_key=source_key,
+                target_key=target_key, via=args.via, on_outcome=_show_outcome(args),
+            )  # fmt: skip
+            return _report_outcomes(args, outcomes)
+        dst_key = (
+            dst.key + src.key.rsplit("/", 1)[-1]
+            if dst.key.endswith("/") or not dst.key
+            else dst.key
+        )
+        result = await engine.copy(
+            src.bucket, src.key, dst.bucket, dst_key, source_key=source_key,
+            target_key=target_key, version_id=args.version_id, via=args.via,
+        )  # fmt: skip
+    report(args, result.to_dict(), f"copied {src} to s3://{dst.bucket}/{dst_key} via {result.via}")
+    return 0
+
+
+async def _new_key(args: argparse.Namespace) -> SSECustomerKey:
+    """rotate's new key, refused when it exists only in an environment variable."""
+    new_key = other_key(args.new_key_file, args.new_key_env)
+    assert new_key is not None  # the argument group is required
+    if args.new_key_file is None:
+        # A key that exists only in an environment variable is one mistake from being lost,
+        # and with it every object it will protect: it must be saved first.
+        keyring = await keyring_cli.keyring_from_args(args)
+        if keyring is None or keyring.by_fingerprint(new_key.fingerprint) is None:
+            raise UsageError(
+                "the new key is not saved anywhere: rotate refuses to encrypt objects with a key "
+                "that exists only in an environment variable",
+                hint="save it first (`ssec-transfer keyring add NAME --key-env "
+                f"{args.new_key_env}`) and pass --keyring, or use --new-key-file",
+            )
+    return new_key
+
+
+def _refuse_same_key(new_key: SSECustomerKey, old_key: SSECustomerKey | None) -> None:
+    if new_key == old_key:
+        raise UsageError(
+            "the new key is the old key", hint="generate one with `ssec-transfer keygen`"
+        )
+
+
+async def cmd_rotate(args: argparse.Namespace) -> int:
+    url = parse_s3_url(args.target)
+    old_key = load_key(args)
+    new_key = await _new_key(args)
+    _refuse_same_key(new_key, old_key)
+    async with engine_for(args) as engine:
+        if old_key is None and not args.recursive and not args.all_versions:
+            old_key = await key_for_object(args, engine, None, url.bucket, url.key, args.version_id)
+        old_key = require_key(old_key, "rotate")
+        _refuse_same_key(new_key, old_key)
+        if args.recursive:
+            outcomes = await engine.rotate_prefix(
+                url.bucket, url.key, old_key=old_key, new_key=new_key,
+                all_versions=args.all_versions, via=args.via,
+                delete_old_versions=args.delete_old_versions, on_outcome=_show_outcome(args),
+            )  # fmt: skip
+            return _report_outcomes(args, outcomes)
+        if args.all_versions:
+            outcomes = await engine.rotate_all_versions(
+                url.bucket, url.key, old_key=old_key, new_key=new_key, via=args.via,
+                delete_old_versions=args.delete_old_versions,
+            )  # fmt: skip
+            for outcome in outcomes:
+                _show_outcome(args)(outcome)
+            return _report_outcomes(args, outcomes)
+        result = await engine.rotate(
+            url.bucket, url.key, old_key=old_key, new_key=new_key, version_id=args.version_id,
+            via=args.via, delete_old_versions=args.delete_old_versions,
+        )  # fmt: skip
+    report(args, result.to_dict(), f"rotated {url} to key {new_key.fingerprint} via {result.via}")
+    return 0
+
+
+async def cmd_ls(args: argparse.Namespace) -> int:
+    url = parse_s3_url(args.target)
+    async with engine_for(args) as engine:
+        async for item in engine.ls(url.bucket, url.key, versions=args.versions):
+            if args.json:
+                print_json(item.to_dict())
+                continue
+            version = f" {item.version_id}" if args.versions else ""
+            marker = " (delete marker)" if item.delete_marker else ""
+            size = "-" if item.size is None else str(item.size)
+            print(
+                f"{item.last_modified or '-':<25} {size:>12} "
+                f"{item.key_fingerprint or '?':<24} {item.key}{version}{marker}"
+            )
+    return 0
+
+
+HANDLERS: dict[str, Handler] = {"cp": cmd_cp, "rotate": cmd_rotate, "ls": cmd_ls}

@@ -1,0 +1,247 @@
+"""Option groups several commands share, and the parser class they hang on.
+
+One definition per group keeps the same flag spelled, defaulted and explained the same way in
+every command that takes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+from ssec_transfer.apps.distributed import DaskCluster
+from ssec_transfer.cli import argtypes
+from ssec_transfer.core.checksums import MODES
+from ssec_transfer.engine import TransferConfig
+
+EPILOG = """\
+exit codes: 0 ok, 1 transfer failed, 2 rejected before any request, 3 key problem, 130 interrupted
+
+Keys are never accepted on the command line (every user can read argv with `ps`):
+give --key-file FILE (32 raw bytes or their base64) or --key-env NAME (base64).
+Endpoint and credentials resolve like the AWS CLI: --endpoint-url or AWS_ENDPOINT_URL,
+--profile or AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or ~/.aws files,
+--ca-bundle or AWS_CA_BUNDLE.
+"""
+
+# `command(name, help, description)` adds a subcommand with the shared epilog and formatting.
+CommandFactory = Callable[[str, str, str], argparse.ArgumentParser]
+# A command's handler: sync ones run as they are, async ones inside one event loop.
+Handler = Callable[[argparse.Namespace], int | Awaitable[int]]
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def command_factory(sub: Any) -> CommandFactory:
+    """The `command(name, help, description)` maker for the subparsers `sub`."""
+
+    def command(name: str, help_text: str, description: str) -> argparse.ArgumentParser:
+        return sub.add_parser(  # type: ignore[no-any-return]
+            name,
+            help=help_text,
+            description=description,
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    return command
+
+
+def add_connection(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("endpoint and credentials (as in the AWS CLI)")
+    g.add_argument("--endpoint-url", metavar="URL", help="S3 endpoint, https://HOST[:PORT]")
+    g.add_argument("--profile", help="profile from ~/.aws/config and ~/.aws/credentials")
+    g.add_argument("--region", help="signing region (default: profile's, else us-east-1)")
+    g.add_argument("--ca-bundle", metavar="PEM", help="CA certificates to verify the endpoint")
+    g.add_argument(
+        "--retry-mode",
+        choices=("standard", "adaptive"),
+        default="standard",
+        help="botocore's request retry mode; adaptive also rate-limits on 503 SlowDown",
+    )
+    g.add_argument(
+        "--max-attempts",
+        type=argtypes.positive_int,
+        default=5,
+        metavar="N",
+        help="attempts per request (botocore) and per part body (default 5)",
+    )
+
+
+def add_key(p: argparse.ArgumentParser, *, required: bool) -> None:
+    g = p.add_argument_group("SSE-C key" + (" (required)" if required else " (for SSE-C objects)"))
+    m = g.add_mutually_exclusive_group(required=required)
+    m.add_argument(
+        "--key-file",
+        metavar="PATH",
+        help="file holding the key: 32 raw bytes (`openssl rand 32 > KEY`, or a "
+        "32-character passphrase written with `echo -n`) or the base64 of 32 bytes",
+    )
+    m.add_argument("--key-env", metavar="NAME", help="environment variable with the base64 key")
+    # What AWS CLI users type today. `fileb://PATH` works; a literal key is refused.
+    m.add_argument("--sse-c-key", dest="sse_c_key", metavar="fileb://PATH", help=argparse.SUPPRESS)
+    g.add_argument("--sse-c", dest="sse_c", metavar="AES256", help=argparse.SUPPRESS)
+
+
+class _FilterAction(argparse.Action):
+    """--include/--exclude keep their relative order: later rules win, as in the AWS CLI."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        rules = list(getattr(namespace, "filters", None) or [])
+        rules.append((self.const, values))
+        namespace.filters = rules
+
+
+def add_bulk(p: argparse.ArgumentParser) -> None:
+    """--recursive, --manifest and what goes with many files, including the Dask options."""
+    g = p.add_argument_group("many files")
+    g.add_argument(
+        "-r", "--recursive", action="store_true", help="every file under a directory / prefix"
+    )
+    g.add_argument(
+        "--include",
+        action=_FilterAction,
+        const="include",
+        dest="filters",
+        metavar="GLOB",
+        help="with --recursive: include paths matching GLOB (relative paths, later rules win)",
+    )
+    g.add_argument(
+        "--exclude",
+        action=_FilterAction,
+        const="exclude",
+        dest="filters",
+        metavar="GLOB",
+        help="with --recursive: exclude paths matching GLOB",
+    )
+    g.add_argument(
+        "--manifest",
+        type=Path,
+        metavar="FILE",
+        help="JSON lines (or CSV with a header) of source, destination and optional key_file "
+        "(and version_id for get): one transfer per line",
+    )
+    g.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="send only what is missing or different, proven by size and the CRC32C digest "
+        "recorded in the ledger (not the ETag, which is no MD5 under SSE-C)",
+    )
+    g.add_argument("--fail-fast", action="store_true", help="stop at the first failed file")
+    g.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted multipart upload of the same file (finished parts are "
+        "not sent again; the same key is required), and keep finished parts if this run is "
+        "interrupted too; without it an interrupted upload is aborted",
+    )
+    g.add_argument(
+        "--max-files",
+        type=argtypes.positive_int,
+        metavar="N",
+        help="files in progress at once (default: twice --concurrency)",
+    )
+    g.add_argument(
+        "--ledger", type=Path, metavar="PATH", help="ledger database (default: XDG data dir)"
+    )
+    g.add_argument("--no-ledger", action="store_true", help="do not record transfers in the ledger")
+    _add_dask(p.add_argument_group("Dask cluster (pip install 'ssec-transfer[dask]')"))
+
+
+def _add_dask(group: argparse._ArgumentGroup) -> None:
+    """--dask ADDRESS | --dask-local N, and --dask-batch-size."""
+    where = group.add_mutually_exclusive_group()
+    where.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="run the transfers on this Dask scheduler's workers (tcp://HOST:8786, or "
+        "tls://... to let client-only keys travel); needs ssec-transfer[dask]",
+    )
+    where.add_argument(
+        "--dask-local",
+        type=argtypes.positive_int,
+        metavar="N",
+        help="run the transfers on a Dask cluster of N worker processes on this machine",
+    )
+    group.add_argument(
+        "--dask-batch-size",
+        type=argtypes.size,
+        metavar="SIZE",
+        default=DaskCluster.max_batch_bytes,
+        help="with --dask/--dask-local: at most this many bytes per batch (default 4GiB)",
+    )
+
+
+def add_via(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--via",
+        choices=("auto", "server", "stream"),
+        default="auto",
+        help="server: server-side copy only; stream: through this machine; auto (default): "
+        "server-side, falling back to streaming where the server refuses",
+    )
+
+
+def add_output(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("output")
+    g.add_argument("--json", action="store_true", help="print one JSON result line on stdout")
+    g.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: only when stderr is a terminal)",
+    )
+
+
+def add_tuning(p: argparse.ArgumentParser) -> None:
+    d = TransferConfig()
+    g = p.add_argument_group("performance")
+    g.add_argument(
+        "--concurrency",
+        type=argtypes.positive_int,
+        default=d.concurrency,
+        metavar="N",
+        help=f"requests in flight (default {d.concurrency})",
+    )
+    g.add_argument(
+        "--part-size",
+        type=argtypes.size,
+        metavar="SIZE",
+        help="multipart part / ranged GET size, e.g. 16MiB (default: 8 MiB, grown "
+        "automatically so an upload never needs more than 10,000 parts)",
+    )
+    g.add_argument(
+        "--multipart-threshold",
+        type=argtypes.size,
+        metavar="SIZE",
+        default=d.multipart_threshold,
+        help="files below this go in one request (default 8MiB)",
+    )
+    g.add_argument(
+        "--checksum",
+        choices=MODES,
+        default=d.checksum,
+        help="per-part checksum sent with uploads: auto (CRC32C, verified wherever the "
+        "server supports flexible checksums), an explicit algorithm (the server must prove it "
+        "verifies it, else the upload is refused), or none (default auto)",
+    )
+    g.add_argument(
+        "--max-memory",
+        type=argtypes.size,
+        metavar="SIZE",
+        default=d.max_memory,
+        help="budget for part buffers in flight (default 64MiB), whatever the file size",
+    )

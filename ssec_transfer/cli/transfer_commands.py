@@ -1,0 +1,392 @@
+"""`put`, `get` and `head`: moving objects between this machine and S3.
+
+One file, a stream or many files (--recursive, --manifest, optionally on a Dask cluster); the
+bulk runner here is what both directions share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import anyio
+
+from ssec_transfer.apps.bulk import (
+    JobOutcome,
+    TransferJob,
+    plan_directory_upload,
+    plan_prefix_download,
+    read_manifest,
+    run_jobs,
+)
+from ssec_transfer.apps.distributed import DaskCluster, DaskOutcomes, run_jobs_distributed
+from ssec_transfer.cli import argtypes
+from ssec_transfer.cli import keyring as keyring_cli
+from ssec_transfer.cli.common import (
+    dask_cluster,
+    engine_for,
+    key_for_object,
+    load_key,
+    print_json,
+    progress_enabled,
+    report,
+    require_key,
+    warn_unsaved_key,
+)
+from ssec_transfer.cli.options import (
+    CommandFactory,
+    Handler,
+    add_bulk,
+    add_connection,
+    add_key,
+    add_output,
+    add_tuning,
+)
+from ssec_transfer.cli.progress import BulkProgress, ProgressBar
+from ssec_transfer.core.errors import UnexpectedKeyError, UsageError
+from ssec_transfer.core.results import TransferResult
+from ssec_transfer.core.scheduler import SchedulerStats
+from ssec_transfer.engine import TransferEngine
+from ssec_transfer.keys.customer import SSECustomerKey
+from ssec_transfer.keys.resolve import resolve_key
+from ssec_transfer.s3.urls import parse_s3_url
+
+Jobs = list[TransferJob] | Callable[[TransferEngine], Awaitable[list[TransferJob]]]
+
+
+def register(command: CommandFactory) -> None:
+    put = command(
+        "put",
+        "upload files, encrypted by the server under your key",
+        "Upload SRC to s3://BUCKET/KEY under SSE-C. A KEY ending in / (or no KEY) appends "
+        "SRC's file name. Large files go as a parallel multipart upload; on any failure or "
+        "Ctrl-C the upload is aborted and an existing object of that name stays untouched.\n\n"
+        "  ssec-transfer put data.nc s3://bucket/products/ --key-file sse-c.key \\\n"
+        "      --endpoint-url https://s3.example.com\n"
+        "  ssec-transfer put products/ s3://bucket/l1/ --recursive --exclude '*.tmp' "
+        "--key-file sse-c.key\n"
+        "  ssec-transfer put --manifest todo.jsonl --key-file sse-c.key --json\n"
+        "  producer | ssec-transfer put - s3://bucket/stream.bin --key-file sse-c.key",
+    )
+    put.add_argument("source", metavar="SRC", nargs="?", help="local file, directory or -")
+    put.add_argument("target", metavar="s3://BUCKET/KEY", nargs="?")
+    put.add_argument(
+        "--expected-size",
+        type=argtypes.size,
+        metavar="SIZE",
+        help="for SRC -: the stream's approximate size, so parts are sized to stay within "
+        "10,000 parts",
+    )
+    add_key(put, required=False)
+    add_bulk(put)
+    add_connection(put)
+    add_tuning(put)
+    add_output(put)
+
+    get = command(
+        "get",
+        "download objects",
+        "Download s3://BUCKET/KEY to DEST with parallel ranged GETs pinned to one version. "
+        "DEST is replaced atomically, only once every byte arrived; on failure it is left "
+        "untouched. An existing directory as DEST receives the object under its base name.\n\n"
+        "  ssec-transfer get s3://bucket/products/data.nc data.nc --key-file sse-c.key\n"
+        "  ssec-transfer get s3://bucket/l1/ products/ --recursive --key-file sse-c.key\n"
+        "  ssec-transfer get s3://bucket/stream.bin - --key-file sse-c.key | consumer",
+    )
+    get.add_argument("source", metavar="s3://BUCKET/KEY", nargs="?")
+    get.add_argument("dest", metavar="DEST", nargs="?", help="local file, directory, or -")
+    get.add_argument("--version-id", help="read this version of the object")
+    add_key(get, required=False)
+    add_bulk(get)
+    keyring_cli.add_keyring_options(get)
+    add_connection(get)
+    add_tuning(get)
+    add_output(get)
+
+    head = command(
+        "head",
+        "show an object's size, ETag, version and key fingerprint as JSON",
+        "Print size, ETag, VersionId, last-modified and the fingerprint (base64 MD5) of the "
+        "key the server reports for the object, as JSON.",
+    )
+    head.add_argument("source", metavar="s3://BUCKET/KEY")
+    head.add_argument("--version-id", help="this version of the object")
+    add_key(head, required=False)
+    keyring_cli.add_keyring_options(head)
+    add_connection(head)
+
+
+# -- one object ----------------------------------------------------------------------------------
+
+
+async def _transfer_one(
+    args: argparse.Namespace,
+    label: str,
+    work: Callable[[TransferEngine, ProgressBar], Awaitable[TransferResult]],
+    summary: Callable[[TransferResult], str],
+) -> int:
+    """Run one transfer under a progress bar and report it."""
+    with ProgressBar(label, enabled=progress_enabled(args)) as bar:
+        async with engine_for(args) as engine:
+            result = await work(engine, bar)
+    report(args, result.to_dict(), summary(result))
+    return 0
+
+
+async def cmd_put(args: argparse.Namespace) -> int:
+    key = load_key(args)
+    warn_unsaved_key(args)
+    cluster = _bulk_cluster(args)
+    if args.manifest:
+        _no_positionals_with_manifest(args, "source", "target")
+        jobs = await anyio.to_thread.run_sync(
+            partial(read_manifest, args.manifest, operation="upload", default_key=key)
+        )
+        return await _run_bulk(args, jobs, cluster)
+    if not args.source or not args.target:
+        raise UsageError("put needs SRC and s3://BUCKET/KEY (or --manifest FILE)")
+    url = parse_s3_url(args.target)
+    if args.source == "-":
+        if not url.key or url.key.endswith("/"):
+            raise UsageError("put - needs a full object key: s3://BUCKET/KEY")
+        stdin_key = require_key(key, "put")
+        return await _transfer_one(
+            args, "put -",
+            lambda engine, bar: engine.upload_stream(
+                sys.stdin.buffer, url.bucket, url.key, sse_key=stdin_key,
+                expected_size=args.expected_size, progress=bar,
+            ),
+            lambda _: f"uploaded stdin to {url}",
+        )  # fmt: skip
+    if args.recursive:
+        jobs = await anyio.to_thread.run_sync(
+            partial(
+                plan_directory_upload, Path(args.source), url.bucket, url.key,
+                sse_key=require_key(key, "put"), rules=args.filters or (),
+            )
+        )  # fmt: skip
+        return await _run_bulk(args, jobs, cluster)
+    file_key = require_key(key, "put")
+    source = Path(args.source)
+    if await anyio.Path(source).is_dir():
+        raise UsageError(f"{source} is a directory", hint="add --recursive to upload its files")
+    object_key = url.key
+    if not object_key or object_key.endswith("/"):
+        object_key += source.name
+    return await _transfer_one(
+        args, f"put {source.name}",
+        lambda engine, bar: engine.upload(
+            source, url.bucket, object_key, sse_key=file_key, progress=bar
+        ),
+        lambda _: f"uploaded {source} to s3://{url.bucket}/{object_key}",
+    )  # fmt: skip
+
+
+async def cmd_get(args: argparse.Namespace) -> int:
+    key = load_key(args)
+    cluster = _bulk_cluster(args)
+    if args.manifest:
+        _no_positionals_with_manifest(args, "source", "dest")
+        jobs = await anyio.to_thread.run_sync(
+            partial(read_manifest, args.manifest, operation="download", default_key=key)
+        )
+        return await _run_bulk(args, jobs, cluster)
+    if not args.source or not args.dest:
+        raise UsageError("get needs s3://BUCKET/KEY and DEST (or --manifest FILE)")
+    url = parse_s3_url(args.source)
+    if args.recursive:
+        url_key, dest = url.key, Path(args.dest)
+
+        async def plan(engine: TransferEngine) -> list[TransferJob]:
+            return await plan_prefix_download(
+                engine.client, url.bucket, url_key, dest, sse_key=key, rules=args.filters or ()
+            )
+
+        return await _run_bulk(args, plan, cluster)
+    if not url.key or url.key.endswith("/"):
+        raise UsageError(
+            f"{args.source} names no object", hint="write s3://BUCKET/KEY, or add --recursive"
+        )
+    if args.dest == "-":
+        if args.json:
+            raise UsageError("--json cannot share stdout with the object's bytes (get ... -)")
+        return await _transfer_one(
+            args, f"get {url.key}",
+            lambda engine, bar: engine.download_stream(
+                url.bucket, url.key, sys.stdout.buffer, sse_key=key,
+                version_id=args.version_id, progress=bar,
+            ),
+            lambda _: f"downloaded {url} to stdout",
+        )  # fmt: skip
+
+    async def download(engine: TransferEngine, bar: ProgressBar) -> TransferResult:
+        sse_key = await key_for_object(args, engine, key, url.bucket, url.key, args.version_id)
+        return await engine.download(
+            url.bucket, url.key, args.dest, sse_key=sse_key, version_id=args.version_id,
+            progress=bar,
+        )  # fmt: skip
+
+    return await _transfer_one(
+        args, f"get {url.key}", download,
+        lambda result: f"downloaded s3://{url.bucket}/{url.key} to {result.path}",
+    )  # fmt: skip
+
+
+async def cmd_head(args: argparse.Namespace) -> int:
+    key = load_key(args)
+    url = parse_s3_url(args.source)
+    async with engine_for(args) as engine:
+        key = await key_for_object(args, engine, key, url.bucket, url.key, args.version_id)
+        info = await engine.head(url.bucket, url.key, sse_key=key, version_id=args.version_id)
+    print_json(info.to_dict())
+    return 0
+
+
+def _no_positionals_with_manifest(args: argparse.Namespace, *names: str) -> None:
+    if any(getattr(args, n) for n in names):
+        raise UsageError("--manifest names every source and destination; give no others")
+
+
+# -- many objects --------------------------------------------------------------------------------
+
+
+def _bulk_cluster(args: argparse.Namespace) -> DaskCluster | None:
+    """The Dask cluster of a bulk run, refusing what it cannot do before anything is sent."""
+    cluster = dask_cluster(args)
+    if cluster is None:
+        return None
+    if not (args.recursive or args.manifest):
+        raise UsageError("--dask and --dask-local run many files: add --recursive or --manifest")
+    if getattr(args, "keyring", False) or getattr(args, "keyring_file", None):
+        # The workers run plain batches: none of them would look keys up in the keyring.
+        raise UsageError(
+            "--keyring cannot be combined with --dask/--dask-local yet: the workers would not "
+            "look the objects' keys up in the keyring",
+            hint="pass the key with --key-file or --key-env (present under the same path or "
+            "name on every worker), or drop --dask/--dask-local to use the keyring",
+        )
+    return cluster
+
+
+async def _keyring_resolver(
+    args: argparse.Namespace, engine: TransferEngine
+) -> Callable[[TransferJob], Awaitable[SSECustomerKey | None]] | None:
+    """With --keyring, each object's key is looked up (ledger, then HEAD with each key);
+    plain objects get none."""
+    keyring = await keyring_cli.keyring_from_args(args)
+    if keyring is None:
+        return None
+    ring = keyring
+
+    async def resolve(job: TransferJob) -> SSECustomerKey | None:
+        try:
+            return await resolve_key(
+                engine, job.bucket, job.key, job.version_id, ring,
+                max_tries=args.keyring_max_tries,
+            )  # fmt: skip
+        except UnexpectedKeyError:
+            return None
+
+    return resolve
+
+
+async def _runner(
+    args: argparse.Namespace,
+    engine: TransferEngine,
+    planned: list[TransferJob],
+    cluster: DaskCluster | None,
+    on_bytes: Callable[[int], None],
+) -> AbstractAsyncContextManager[AsyncIterator[JobOutcome]]:
+    """The jobs' outcomes as they finish: on the Dask cluster, else on this machine."""
+    if cluster is not None:
+        return run_jobs_distributed(
+            engine, planned, cluster=cluster, fail_fast=args.fail_fast,
+            skip_existing=args.skip_existing, max_files=args.max_files, on_bytes=on_bytes,
+        )  # fmt: skip
+    return run_jobs(
+        engine, planned, fail_fast=args.fail_fast, skip_existing=args.skip_existing,
+        max_files=args.max_files, on_bytes=on_bytes,
+        key_resolver=await _keyring_resolver(args, engine),
+    )  # fmt: skip
+
+
+@dataclass
+class _Tally:
+    """What a bulk run did so far: counts, bytes moved and the failures to list at the end."""
+
+    counts: dict[str, int] = field(default_factory=lambda: {"ok": 0, "skipped": 0, "failed": 0})
+    moved: int = 0
+    failures: list[JobOutcome] = field(default_factory=list)
+
+    def add(self, outcome: JobOutcome) -> None:
+        self.counts[outcome.status] += 1
+        if outcome.status == "failed":
+            self.failures.append(outcome)
+        elif outcome.result:
+            self.moved += outcome.result.size
+
+
+async def _run_bulk(args: argparse.Namespace, jobs: Jobs, cluster: DaskCluster | None) -> int:
+    """Run many transfers with one display; JSON lines per object and a summary line."""
+    started = time.perf_counter()
+    tally = _Tally()
+    async with engine_for(args) as engine:
+        planned = jobs if isinstance(jobs, list) else await jobs(engine)
+        display = BulkProgress(
+            len(planned), sum(j.size or 0 for j in planned), enabled=progress_enabled(args)
+        )
+        try:
+            runner = await _runner(args, engine, planned, cluster, display.add_bytes)
+            async with runner as outcomes:
+                async for outcome in outcomes:
+                    tally.add(outcome)
+                    display.file_done(failed=outcome.status == "failed")
+                    if args.json:
+                        print_json(outcome.to_dict())
+        finally:
+            display.close()
+        stats = outcomes if isinstance(outcomes, DaskOutcomes) else engine.scheduler.stats()
+    return _summarize(args, len(planned), tally, stats, time.perf_counter() - started)
+
+
+def _summarize(
+    args: argparse.Namespace,
+    files: int,
+    tally: _Tally,
+    stats: SchedulerStats | DaskOutcomes,
+    seconds: float,
+) -> int:
+    """The summary line (and JSON line) of a bulk run, then each failure; the exit code."""
+    counts, moved = tally.counts, tally.moved
+    not_run = files - sum(counts.values())
+    summary = {
+        "summary": True,
+        "files": files,
+        **counts,
+        "not_run": not_run,
+        "bytes": moved,
+        "seconds": round(seconds, 3),
+        "mib_per_s": round(moved / 1048576 / seconds, 2) if seconds > 0 else 0.0,
+        "peak_requests_in_flight": stats.peak_requests_in_flight,
+        "peak_bytes_reserved": stats.peak_bytes_reserved,
+    }
+    if args.json:
+        print_json(summary)
+    print(
+        f"{counts['ok']} transferred, {counts['skipped']} skipped, {counts['failed']} failed"
+        + (f", {not_run} not run" if not_run else "")
+        + f" ({moved / 1048576:.1f} MiB in {seconds:.2f} s)",
+        file=sys.stderr,
+    )
+    for outcome in tally.failures:
+        print(f"failed: {outcome.job.source}: {outcome.error}", file=sys.stderr)
+    return 0 if not tally.failures and not not_run else 1
+
+
+HANDLERS: dict[str, Handler] = {"put": cmd_put, "get": cmd_get, "head": cmd_head}

@@ -1,0 +1,253 @@
+"""`watch`: the ingestion loop as a command, stopped by signals.
+
+The options become a `WatchConfig` here; the process's signals are the CLI's business too, so
+the first SIGINT/SIGTERM drains `apps.watch.run_watch` and a second one aborts it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+
+import anyio
+
+from ssec_transfer.apps.watch import (
+    DEFAULT_STATE_NAME,
+    EventCallback,
+    WatchConfig,
+    WatchEvent,
+    WatchSummary,
+    run_watch,
+)
+from ssec_transfer.cli import argtypes
+from ssec_transfer.cli.common import engine_for, load_key, print_json, require_key
+from ssec_transfer.cli.options import (
+    CommandFactory,
+    Handler,
+    add_connection,
+    add_key,
+    add_output,
+    add_tuning,
+)
+from ssec_transfer.core.taskgroups import task_group
+from ssec_transfer.engine import TransferEngine
+from ssec_transfer.keys.customer import SSECustomerKey
+from ssec_transfer.s3.urls import parse_s3_url
+
+# Under the watcher's own name, as the rest of its messages (shown with -vv).
+log = logging.getLogger("ssec_transfer.apps.watch")
+
+
+def register(command: CommandFactory) -> None:
+    watch_cmd = command(
+        "watch",
+        "ingestion: upload each new file in a folder once it is complete",
+        "Watch DIR and upload every new file, once, when it is complete (its size and mtime "
+        "unchanged for --settle seconds, or a marker file NAME.SUFFIX exists), to "
+        "s3://BUCKET/PREFIX/ + its relative path. A state file remembers what was sent, so "
+        "a restart sends nothing twice. Optionally delete or move each local file after the "
+        "upload is verified. Ctrl-C or SIGTERM stops polling and lets in-flight uploads "
+        "finish (up to --drain-timeout); a second Ctrl-C aborts them.\n\n"
+        "  ssec-transfer watch /data/outbox s3://bucket/l1/ --key-file sse-c.key \\\n"
+        "      --include '*.nc' --on-success move:/data/sent --json",
+    )
+    add_arguments(watch_cmd)
+    add_key(watch_cmd, required=True)
+    add_connection(watch_cmd)
+    add_tuning(watch_cmd)
+    add_output(watch_cmd)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """DIR, s3://BUCKET/PREFIX/ and the watch options (key, endpoint, tuning are separate)."""
+    d = WatchConfig(directory=Path("."), bucket="")
+    parser.add_argument("directory", metavar="DIR", help="folder to watch (recursively)")
+    parser.add_argument(
+        "target", metavar="s3://BUCKET/PREFIX/", help="objects are PREFIX + relative path"
+    )
+    g = parser.add_argument_group("watch")
+    g.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="upload only relative paths matching one of these globs (repeatable)",
+    )
+    g.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="never upload relative paths matching these globs, e.g. 'tmp/*' (repeatable)",
+    )
+    g.add_argument(
+        "--include-hidden", action="store_true", help="also upload dot files and dot folders"
+    )
+    g.add_argument(
+        "--interval",
+        type=argtypes.seconds,
+        default=d.interval,
+        metavar="SECONDS",
+        help=f"seconds between polls of DIR (default {d.interval:g})",
+    )
+    g.add_argument(
+        "--settle",
+        type=argtypes.seconds,
+        default=d.settle,
+        metavar="SECONDS",
+        help="a file is complete once its size and mtime stayed unchanged this long "
+        f"(default {d.settle:g})",
+    )
+    g.add_argument(
+        "--marker-suffix",
+        metavar="SUFFIX",
+        help="instead, a file NAME is complete once NAME+SUFFIX exists (e.g. .done); the "
+        "marker is not uploaded and is deleted or moved along with the file",
+    )
+    _add_handling(g, d)
+
+
+def _add_handling(g: argparse._ArgumentGroup, d: WatchConfig) -> None:
+    """How many at once, what happens after an upload, where state lives, retries, stopping."""
+    g.add_argument(
+        "--max-files",
+        type=argtypes.positive_int,
+        default=d.max_files,
+        metavar="N",
+        help=f"files uploading at once (default {d.max_files}); --concurrency still bounds "
+        "requests across all of them",
+    )
+    g.add_argument(
+        "--on-success",
+        type=argtypes.on_success,
+        default=("keep", None),
+        metavar="keep|delete|move:DIR",
+        help="what to do with a local file once its upload is verified (default keep); "
+        "move keeps the relative path under DIR",
+    )
+    g.add_argument(
+        "--verify",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="HEAD each uploaded object with the key and check size and key fingerprint "
+        "(default: only with --on-success delete or move, where it is required)",
+    )
+    g.add_argument(
+        "--state",
+        type=Path,
+        metavar="PATH",
+        help=f"SQLite file remembering finished uploads (default DIR/{DEFAULT_STATE_NAME}); "
+        "holds no keys",
+    )
+    g.add_argument(
+        "--retry-interval",
+        type=argtypes.seconds,
+        default=d.retry_interval,
+        metavar="SECONDS",
+        help=f"wait before retrying a failed file, doubling per failure (default "
+        f"{d.retry_interval:g})",
+    )
+    g.add_argument(
+        "--drain-timeout",
+        type=argtypes.seconds,
+        default=d.drain_timeout,
+        metavar="SECONDS",
+        help="on SIGINT/SIGTERM, let uploads in flight finish this long, then abort them "
+        f"(default {d.drain_timeout:g})",
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> WatchConfig:
+    """The WatchConfig for parsed `watch` arguments (validated)."""
+    url = parse_s3_url(args.target)
+    on_success, move_to = args.on_success
+    config = WatchConfig(
+        directory=Path(args.directory),
+        bucket=url.bucket,
+        prefix=url.key,
+        include=tuple(args.include),
+        exclude=tuple(args.exclude),
+        include_hidden=args.include_hidden,
+        interval=args.interval,
+        settle=args.settle,
+        marker_suffix=args.marker_suffix,
+        max_files=args.max_files,
+        on_success=on_success,
+        move_to=move_to,
+        verify=args.verify,
+        state_path=args.state,
+        retry_interval=args.retry_interval,
+        drain_timeout=args.drain_timeout,
+    )
+    config.validate()
+    return config
+
+
+async def stop_on_signals(
+    stop: anyio.Event,
+    *,
+    abort: Callable[[], None] | None = None,
+    signals: Sequence[signal.Signals] = (signal.SIGINT, signal.SIGTERM),
+) -> None:
+    """Set `stop` at the first SIGINT/SIGTERM; call `abort` at the next one.
+
+    Run it as a task beside `run_watch` and cancel it when `run_watch` returns.
+    """
+    with anyio.open_signal_receiver(*signals) as received:
+        async for signum in received:
+            name = signal.Signals(signum).name
+            if not stop.is_set():
+                log.warning("%s: finishing uploads in flight, then stopping (again: abort)", name)
+                stop.set()
+            elif abort is not None:
+                log.warning("%s: aborting uploads in flight", name)
+                abort()
+
+
+async def run_watch_until_signal(
+    engine: TransferEngine,
+    config: WatchConfig,
+    sse_key: SSECustomerKey,
+    *,
+    on_result: EventCallback | None = None,
+) -> WatchSummary:
+    """`run_watch` that stops cleanly on SIGINT/SIGTERM.
+
+    A second signal cancels the uploads in flight at once (their multipart uploads are
+    aborted, the state file is closed) and then raises KeyboardInterrupt, so the CLI exits 130.
+    """
+    stop = anyio.Event()
+    summary: WatchSummary | None = None
+    async with task_group() as tg:
+        tg.start_soon(partial(stop_on_signals, stop, abort=tg.cancel_scope.cancel))
+        summary = await run_watch(engine, config, sse_key, on_result=on_result, stop=stop)
+        tg.cancel_scope.cancel()
+    if summary is None:
+        raise KeyboardInterrupt
+    return summary
+
+
+async def cmd_watch(args: argparse.Namespace) -> int:
+    key = require_key(load_key(args), "watch")
+    config = config_from_args(args)
+
+    def show(event: WatchEvent) -> None:
+        if args.json:
+            print_json(event.to_dict())
+        else:
+            detail = f": {event.error}" if event.error else ""
+            print(f"{event.status} {event.path}{detail}", file=sys.stderr)
+
+    async with engine_for(args) as engine:
+        summary = await run_watch_until_signal(engine, config, key, on_result=show)
+    if args.json:
+        print_json({"status": "summary", **summary.to_dict()})
+    return 0
+
+
+HANDLERS: dict[str, Handler] = {"watch": cmd_watch}

@@ -1,0 +1,71 @@
+"""The command line without a server: every command reaches a handler, and combinations the
+bulk runner cannot honour are refused before any connection."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ssec_transfer.cli import transfer_commands
+from ssec_transfer.cli.main import HANDLERS, build_parser, main
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> list[str]:
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return list(actions[0].choices)
+
+
+def test_every_command_has_a_handler_and_keeps_its_place_in_the_help() -> None:
+    names = _subcommands(build_parser())
+    assert names == [
+        "put", "get", "head", "keygen", "cp", "rotate", "ls", "watch", "cleanup", "doctor",
+        "server", "bench", "demo", "ledger", "keyring",
+    ]  # fmt: skip
+    assert set(HANDLERS) == set(names)
+
+
+@pytest.fixture
+def no_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if the command gets as far as opening an engine."""
+
+    def refuse(args: Any) -> Any:
+        raise AssertionError("the command tried to connect")
+
+    monkeypatch.setattr(transfer_commands, "engine_for", refuse)
+
+
+@pytest.mark.parametrize("keyring", [["--keyring"], ["--keyring-file", "ring.json"]])
+@pytest.mark.parametrize("dask", [["--dask-local", "2"], ["--dask", "tls://10.0.0.1:8786"]])
+@pytest.mark.parametrize("what", ["recursive", "manifest"])
+@pytest.mark.usefixtures("no_engine")
+def test_keyring_with_dask_is_refused_before_connecting(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    keyring: list[str],
+    dask: list[str],
+    what: str,
+) -> None:
+    if what == "recursive":
+        argv = ["get", "s3://bucket/prefix/", str(tmp_path / "out"), "--recursive"]
+    else:
+        manifest = tmp_path / "todo.jsonl"
+        manifest.write_text('{"source": "s3://bucket/a", "destination": "a"}\n')
+        argv = ["get", "--manifest", str(manifest)]
+    code = main([*argv, *keyring, *dask, "--endpoint-url", "https://127.0.0.1:9"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--keyring cannot be combined with --dask/--dask-local yet" in err
+    assert "--key-file or --key-env" in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.usefixtures("no_engine")
+def test_dask_for_a_single_object_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["get", "s3://bucket/key", str(tmp_path / "out"), "--dask-local", "2"])
+    assert code == 2
+    assert "add --recursive or --manifest" in capsys.readouterr().err
