@@ -97,7 +97,13 @@ def translate(
         )
     if isinstance(
         exc,
-        bx.ReadTimeoutError | bx.ResponseStreamingError | bx.ConnectionError | aiohttp.ClientError,
+        bx.ReadTimeoutError
+        | bx.ResponseStreamingError
+        | bx.ConnectionError
+        | bx.ConnectionClosedError
+        | aiohttp.ClientError
+        | TimeoutError
+        | ConnectionError,
     ):
         return TransferFailedError(
             f"the connection broke during the transfer ({type(exc).__name__})",
@@ -118,7 +124,11 @@ def _translate_client_error(
             context=ctx,
         )
     if code == "NoSuchVersion":
-        return NoSuchVersionError("that version does not exist", context=ctx)
+        return NoSuchVersionError(
+            "that version does not exist",
+            hint="list the object's versions with `ssec-transfer ls --versions`",
+            context=ctx,
+        )
     if code in ("NoSuchKey", "404") or status == 404:
         return NoSuchObjectError(
             "object does not exist", hint="list the bucket to check the key", context=ctx
@@ -158,13 +168,35 @@ def _translate_client_error(
                 "(BlockedEncryptionTypes in the bucket encryption configuration)"
             )
         return AccessDeniedError(f"access denied{_detail(message)}", hint=hint, context=ctx)
+    if status == 501:
+        return TransferFailedError(
+            f"the server does not implement this request ({code or status}){_detail(message)}",
+            hint="rerunning will not help; `ssec-transfer doctor` shows what this server supports",
+            context=ctx,
+        )
     if status is not None and status >= 500:
         return TransferFailedError(
             f"server error {code or status}{_detail(message)}",
             hint="the server failed; rerun later",
             context=ctx,
         )
-    return TransferFailedError(f"{code or 'error'}{_detail(message)}", context=ctx)
+    return TransferFailedError(
+        f"{code or 'error'}{_detail(message)}", hint=_fallback_hint(status, key_sent), context=ctx
+    )
+
+
+def _fallback_hint(status: int | None, key_sent: bool) -> str:
+    """What to try for an answer no rule above recognised."""
+    if status == 400 and not key_sent:
+        return (
+            "if the object is SSE-C encrypted, pass its key with --key-file FILE or --key-env NAME"
+        )
+    if status == 411:
+        return (
+            "the server wants a Content-Length and refuses streamed checksums (Ceph RGW 16); "
+            "rerun without --checksum"
+        )
+    return "rerun; if it persists, give the request id to the server's operator"
 
 
 def _detail(message: str) -> str:

@@ -67,11 +67,6 @@ CEPH_MISSING_KEY = (
 NOT_APPLICABLE = "The encryption parameters are not applicable to this object."
 BLOCKED = "Server-side encryption with customer-provided keys (SSE-C) is blocked for this bucket"
 
-# Hints that are missing today, although `core/errors.py` says every error carries one.
-NO_HINT = pytest.mark.xfail(
-    strict=True, reason="BUG: no hint, though core/errors.py says every error carries one"
-)
-
 
 def client_error(
     status: int, code: str, message: str, operation: str = "GetObject"
@@ -158,7 +153,7 @@ CLIENT_ERRORS = [
 ]  # fmt: skip
 
 # Answers the catch-all translates: the class and exit code are right, the hint is missing.
-UNHINTED_CLIENT_ERRORS = [
+FALLBACK_CLIENT_ERRORS = [
     # The MD5 text without a key sent is not about our key.
     ("MD5 text, no key sent", "GetObject", 400, "InvalidArgument", CEPH_WRONG_KEY,
      False, False, TransferFailedError, 1),
@@ -181,7 +176,7 @@ def _rows(rows: list[tuple[Any, ...]], *marks: pytest.MarkDecorator) -> list[Any
 ROW_NAMES = "operation,status,code,message,key_sent,writing,expected,exit_code"
 
 
-@pytest.mark.parametrize(ROW_NAMES, _rows(CLIENT_ERRORS) + _rows(UNHINTED_CLIENT_ERRORS))
+@pytest.mark.parametrize(ROW_NAMES, _rows(CLIENT_ERRORS) + _rows(FALLBACK_CLIENT_ERRORS))
 def test_server_answer_becomes_one_clear_error(
     operation: str,
     status: int,
@@ -204,7 +199,7 @@ def test_server_answer_becomes_one_clear_error(
     assert status_of(exc) == status
 
 
-@pytest.mark.parametrize(ROW_NAMES, _rows(CLIENT_ERRORS) + _rows(UNHINTED_CLIENT_ERRORS, NO_HINT))
+@pytest.mark.parametrize(ROW_NAMES, _rows(CLIENT_ERRORS) + _rows(FALLBACK_CLIENT_ERRORS))
 def test_every_translated_server_answer_carries_a_hint(
     operation: str,
     status: int,
@@ -335,10 +330,9 @@ def test_tls_failure_suggests_the_ca_bundle() -> None:
     assert "--ca-bundle" in err.hint
 
 
-@NO_HINT
 def test_connection_closed_reads_like_the_other_broken_connections() -> None:
-    """botocore's ConnectionClosedError (a retried body error, like ReadTimeoutError) falls
-    through to the catch-all: raw text, no hint."""
+    """botocore's ConnectionClosedError (a retried body error, like ReadTimeoutError) reads
+    like the other broken connections, with a hint."""
     err = translate(
         bx.ConnectionClosedError(endpoint_url=ENDPOINT),
         ErrorContext("GetObject", BUCKET, KEY),
