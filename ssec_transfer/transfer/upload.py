@@ -246,6 +246,9 @@ class UploadJob:
                 if self.progress:
                     self.progress(sum(p.length for p in parts if p.number in finished), self.size)
                 await self._send_parts(upload, todo, crcs, journal_id)
+                # Before Complete, not after: a file rewritten mid-upload must not replace
+                # the object with a mix of old and new bytes.
+                await anyio.to_thread.run_sync(_check_unchanged, self.source, self.stat)
                 etag, version_id = await upload.complete()
         except BaseException:
             if keep:

@@ -13,6 +13,7 @@ import anyio
 import pytest
 
 from ssec_transfer import SSECustomerKey, TransferConfig, TransferEngine
+from ssec_transfer.core.errors import LocalIOError
 from ssec_transfer.core.plan import MiB
 from ssec_transfer.s3.sse import sse_params
 from tests.support.helpers import random_file
@@ -110,4 +111,33 @@ def test_ctrl_c_mid_upload_aborts_multipart(
     assert proc.returncode == 130, err
     assert "interrupted" in err
     assert "Traceback" not in err
+    _assert_old_object_intact(admin, bucket, key)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("change", ["rewrite", "append"])
+async def test_file_changed_during_multipart_upload_keeps_the_old_object(
+    tmp_path: Path, bucket: str, admin, engine_kwargs: dict[str, str], change: str
+) -> None:  # type: ignore[no-untyped-def]
+    """The change check runs before CompleteMultipartUpload: a file rewritten (or appended
+    to) mid-upload fails the upload and the previous object stays, never a mix of both."""
+    key = SSECustomerKey.generate()
+    _old_object(admin, bucket, key)
+    src = random_file(tmp_path / "src.bin", 20 * MiB)
+    changed = False
+
+    def change_after_first_part(done: int, total: int) -> None:
+        nonlocal changed
+        if done and not changed:
+            changed = True
+            with src.open("r+b" if change == "rewrite" else "ab") as f:
+                f.write(os.urandom(MiB))
+            stamp = time.time() + 5
+            os.utime(src, (stamp, stamp))
+
+    config = TransferConfig(part_size=5 * MiB, concurrency=1)
+    async with TransferEngine(config=config, **engine_kwargs) as engine:
+        with pytest.raises(LocalIOError, match="changed while it was being uploaded"):
+            await engine.upload(src, bucket, "obj", sse_key=key, progress=change_after_first_part)
+    assert changed
     _assert_old_object_intact(admin, bucket, key)
