@@ -20,7 +20,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
+from ssec_transfer.benchmark.cli_args import Plan, plan_from_args
 from ssec_transfer.benchmark.endpoint import (
     Connection,
     Store,
@@ -30,6 +32,7 @@ from ssec_transfer.benchmark.endpoint import (
     user_endpoint,
 )
 from ssec_transfer.benchmark.measure import (
+    Measurement,
     autogroup_nice,
     ensure_gnu_time,
     machine_busy_seconds,
@@ -46,12 +49,9 @@ from ssec_transfer.benchmark.scenarios import (
     MiB,
     Scenario,
     ensure_dataset,
-    scenarios_for,
-    select_scenarios,
     sha256_file,
 )
 from ssec_transfer.benchmark.stats import RunRecord
-from ssec_transfer.cli import argtypes
 from ssec_transfer.keys.customer import SSECustomerKey
 
 RECLAIM_ABOVE = 256 * MiB  # compact the embedded server's volumes after deleting this much
@@ -62,73 +62,6 @@ NOISY_RETRIES = 2
 
 def _say(text: str) -> None:
     print(f"bench: {text}", file=sys.stderr, flush=True)
-
-
-@dataclass(frozen=True)
-class Plan:
-    """The validated options."""
-
-    embedded: bool
-    endpoint_url: str | None
-    bucket: str | None
-    profile: str | None
-    region: str | None
-    ca_bundle: str | None
-    quick: bool
-    runs: int
-    runs_4g: int
-    warmup: int
-    tools: list[str]
-    scenarios: list[Scenario]
-    out: Path
-    data_dir: Path
-    peers_dir: Path
-    quiet_wait: float
-    max_noise: float
-    nice: int
-
-    def rounds(self, scenario: Scenario) -> tuple[int, int]:
-        """(warm-up rounds, measured rounds). The 4 GiB cases run the same code paths as the
-        1 GiB ones right before them, so they need no warm-up of their own."""
-        if scenario.data == "4g":
-            return 0, self.runs_4g
-        return self.warmup, self.runs
-
-
-def plan_from_args(args: argparse.Namespace) -> Plan:
-    if args.embedded and args.endpoint_url:
-        raise ValueError("--embedded and --endpoint-url exclude each other")
-    if args.endpoint_url and not args.bucket:
-        raise ValueError("--endpoint-url needs --bucket (objects go below a prefix of their own)")
-    if args.endpoint_url and not args.endpoint_url.startswith("https://"):
-        raise ValueError("SSE-C needs HTTPS: give an https:// endpoint")
-    tools = list(dict.fromkeys(args.tools or TOOLS))
-    unknown = [t for t in tools if t not in TOOLS]
-    if unknown:
-        raise ValueError(f"unknown tool(s) {', '.join(unknown)}; choose from {', '.join(TOOLS)}")
-    specs = QUICK_SPECS if args.quick else FULL_SPECS
-    runs = args.runs if args.runs is not None else (1 if args.quick else 3)
-    return Plan(
-        embedded=not args.endpoint_url,
-        endpoint_url=args.endpoint_url,
-        bucket=args.bucket,
-        profile=args.profile,
-        region=args.region,
-        ca_bundle=args.ca_bundle,
-        quick=args.quick,
-        runs=runs,
-        runs_4g=args.runs_4g if args.runs_4g is not None else runs,
-        warmup=args.warmup,
-        tools=tools,
-        scenarios=select_scenarios(scenarios_for(specs), args.scenarios),
-        # Absolute: the tools run with the private work folder as their current directory.
-        out=args.out.absolute(),
-        data_dir=args.data_dir.absolute(),
-        peers_dir=args.peers_dir.absolute(),
-        quiet_wait=args.quiet_wait,
-        max_noise=args.max_noise,
-        nice=args.nice,
-    )
 
 
 # -- setup ---------------------------------------------------------------------------------------
@@ -246,29 +179,12 @@ class Runner:
     def attempt(
         self, tool: Tool, sc: Scenario, data: DataSet, rnd: int, warm: bool, seeded: str | None
     ) -> RunRecord:
+        """One timed run of `tool`, verified and cleaned up after, with the CPU the server and
+        every other process used meanwhile (so a noisy run can be told apart)."""
         logs = self.workdir / "logs"
         logs.mkdir(exist_ok=True)
         stem = f"{sc.id}-{tool.name}-{rnd}"
-        names = [f.rel for f in data.files]
-        if sc.direction == "up":
-            where = f"{self.prefix}/up/{sc.id}/{tool.name}/{rnd}"
-            if data.is_tree:
-                argv = tool.put_tree(self.target, data.root, where, names)
-            else:
-                f = data.files[0]
-                argv = tool.put_file(self.target, data.path(f), f"{where}/{f.rel}")
-            dest = None
-        else:
-            assert seeded is not None
-            where = seeded
-            dest = self.workdir / "down" / stem
-            shutil.rmtree(dest, ignore_errors=True)
-            dest.mkdir(parents=True)
-            if data.is_tree:
-                argv = tool.get_tree(self.target, seeded, dest, names)
-            else:
-                f = data.files[0]
-                argv = tool.get_file(self.target, f"{seeded}/{f.rel}", dest / f.rel)
+        argv, where, dest = self._command(tool, sc, data, rnd, seeded, stem)
         inv = tool.invocation(self.target, argv)
         os.sync()  # the previous run's dirty pages are not this run's cost
         server_before = self.store.server_cpu_seconds()
@@ -282,38 +198,13 @@ class Runner:
             cwd=self.workdir,
             time_binary=self.time_binary,
         )
-        server_after = self.store.server_cpu_seconds()
-        busy_after = machine_busy_seconds()
-        error: str | None = None
-        try:
-            if m.timed_out:
-                error = f"timed out after {self.timeout(data):.0f} s"
-            elif m.returncode != 0:
-                tail = (logs / f"{stem}.err").read_text(errors="replace").strip()[-400:]
-                error = f"exit code {m.returncode}: {tail}"
-            elif sc.direction == "up":
-                self.store.check(data, where, self.workdir / "check")
-            else:
-                assert dest is not None
-                _check_local(data, dest)
-        except (VerificationError, OSError) as exc:
-            error = f"verification failed: {exc}"
-        except Exception as exc:  # the engine's read-back failed: the tool's upload is suspect
-            error = f"read-back failed: {type(exc).__name__}: {exc}"
-        finally:
-            if sc.direction == "up":
-                self.store.delete_prefix(where)
-                if data.total_bytes >= RECLAIM_ABOVE:
-                    self.store.reclaim_space()
-            elif dest is not None:
-                shutil.rmtree(dest, ignore_errors=True)
-        server = (
-            None if server_before is None or server_after is None else server_after - server_before
-        )
+        server = _elapsed(server_before, self.store.server_cpu_seconds())
+        busy = _elapsed(busy_before, machine_busy_seconds())
+        error = self._verify(m, sc, data, where, dest, logs / f"{stem}.err")
         other = None
-        if busy_before is not None and busy_after is not None:
+        if busy is not None:
             # Clock-tick granularity makes small negatives possible; they mean "nothing".
-            other = max(0.0, busy_after - busy_before - m.cpu_s - (server or 0.0))
+            other = max(0.0, busy - m.cpu_s - (server or 0.0))
         return RunRecord(
             scenario=sc.id,
             tool=tool.name,
@@ -331,6 +222,66 @@ class Runner:
             other_cpu_s=None if other is None else round(other, 3),
             error=error,
         )
+
+    def _command(
+        self, tool: Tool, sc: Scenario, data: DataSet, rnd: int, seeded: str | None, stem: str
+    ) -> tuple[list[str], str, Path | None]:
+        """The tool's argv for this run, the prefix on the server it writes or reads, and the
+        fresh local folder a download lands in (None for an upload)."""
+        names = [f.rel for f in data.files]
+        first = data.files[0]
+        if sc.direction == "up":
+            where = f"{self.prefix}/up/{sc.id}/{tool.name}/{rnd}"
+            if data.is_tree:
+                return tool.put_tree(self.target, data.root, where, names), where, None
+            return tool.put_file(self.target, data.path(first), f"{where}/{first.rel}"), where, None
+        assert seeded is not None
+        dest = self.workdir / "down" / stem
+        shutil.rmtree(dest, ignore_errors=True)
+        dest.mkdir(parents=True)
+        if data.is_tree:
+            return tool.get_tree(self.target, seeded, dest, names), seeded, dest
+        return tool.get_file(self.target, f"{seeded}/{first.rel}", dest / first.rel), seeded, dest
+
+    def _verify(
+        self,
+        m: Measurement,
+        sc: Scenario,
+        data: DataSet,
+        where: str,
+        dest: Path | None,
+        err_log: Path,
+    ) -> str | None:
+        """Why the run failed (exit code, timeout, bytes that differ), or None; either way,
+        remove what it moved so the next run starts from nothing."""
+        try:
+            if m.timed_out:
+                return f"timed out after {self.timeout(data):.0f} s"
+            if m.returncode != 0:
+                tail = err_log.read_text(errors="replace").strip()[-400:]
+                return f"exit code {m.returncode}: {tail}"
+            if sc.direction == "up":
+                self.store.check(data, where, self.workdir / "check")
+            else:
+                assert dest is not None
+                _check_local(data, dest)
+        except (VerificationError, OSError) as exc:
+            return f"verification failed: {exc}"
+        except Exception as exc:  # the engine's read-back failed: the tool's upload is suspect
+            return f"read-back failed: {type(exc).__name__}: {exc}"
+        finally:
+            if sc.direction == "up":
+                self.store.delete_prefix(where)
+                if data.total_bytes >= RECLAIM_ABOVE:
+                    self.store.reclaim_space()
+            elif dest is not None:
+                shutil.rmtree(dest, ignore_errors=True)
+        return None
+
+
+def _elapsed(before: float | None, after: float | None) -> float | None:
+    """A CPU counter's growth, or None when either reading was unavailable."""
+    return None if before is None or after is None else after - before
 
 
 def _check_local(data: DataSet, dest: Path) -> None:
@@ -414,6 +365,33 @@ def run(args: argparse.Namespace) -> int:
     facts = machine_facts()
     stem = f"{time.strftime('%Y-%m-%d')}-{machine_name(facts)}" + ("-quick" if plan.quick else "")
     time_binary = ensure_gnu_time()
+    report = _new_report(plan, facts, time_binary)
+    exit_code = 0
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt  # unwind through the cleanup: server, objects, work folder
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        with _private_dir(plan.data_dir) as workdir:
+            try:
+                _benchmark(plan, report, workdir, time_binary)
+            except KeyboardInterrupt:
+                report.notes.append("Interrupted: the results are partial.")
+                exit_code = 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if plan.nice:
+            restore_autogroup(os.getpid(), shell_group_nice)
+    _write_report(plan, report, stem)
+    if exit_code == 0 and any(not r.ok for r in report.records):
+        exit_code = 1
+    return exit_code
+
+
+def _new_report(plan: Plan, facts: dict[str, Any], time_binary: Path | None) -> Report:
+    """The report before any run: the settings, and the notes a reader needs to weigh the
+    figures (what was not measured, what shared the machine)."""
     report = Report(
         command=_command_line(),
         settings={
@@ -453,23 +431,11 @@ def run(args: argparse.Namespace) -> int:
             "Client and server share this machine's cores: client CPU the tool does not burn "
             "is left to the server, which is why CPU per GiB matters beside wall time."
         )
-    exit_code = 0
+    return report
 
-    def on_term(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt  # unwind through the cleanup: server, objects, work folder
 
-    previous = signal.signal(signal.SIGTERM, on_term)
-    try:
-        with _private_dir(plan.data_dir) as workdir:
-            try:
-                _benchmark(plan, report, workdir, time_binary)
-            except KeyboardInterrupt:
-                report.notes.append("Interrupted: the results are partial.")
-                exit_code = 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        if plan.nice:
-            restore_autogroup(os.getpid(), shell_group_nice)
+def _write_report(plan: Plan, report: Report, stem: str) -> None:
+    """Note the repeated runs, stamp the end time and write JSON, markdown and chart."""
     repeated = sum(r.noisy for r in report.records)
     if repeated:
         report.notes.append(
@@ -480,9 +446,6 @@ def run(args: argparse.Namespace) -> int:
     paths = write_all(report, plan.out, stem)
     for kind, path in paths.items():
         _say(f"wrote {kind}: {path}")
-    if exit_code == 0 and any(not r.ok for r in report.records):
-        exit_code = 1
-    return exit_code
 
 
 def _command_line() -> list[str]:
@@ -559,124 +522,3 @@ def _benchmark(plan: Plan, report: Report, workdir: Path, time_binary: Path | No
         finally:
             removed = store.delete_prefix(prefix)
             _say(f"removed {removed} leftover object(s) under {prefix}/")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of `ssec-transfer bench` (and `python -m ssec_transfer.benchmark`)."""
-    g = parser.add_argument_group("where")
-    g.add_argument(
-        "--endpoint-url",
-        metavar="URL",
-        help="your S3 endpoint (https://); default: the embedded server",
-    )
-    g.add_argument(
-        "--bucket",
-        help="your bucket; objects go below a prefix of their own and are deleted afterwards",
-    )
-    g.add_argument(
-        "--embedded",
-        action="store_true",
-        help="start the embedded SeaweedFS server (the default without --endpoint-url)",
-    )
-    g.add_argument(
-        "--profile", help="AWS profile for credentials (else the environment, like the AWS CLI)"
-    )
-    g.add_argument("--region", help="signing region (default: the profile's, else us-east-1)")
-    g.add_argument(
-        "--ca-bundle", metavar="PEM", help="CA certificates for your endpoint (else AWS_CA_BUNDLE)"
-    )
-    g = parser.add_argument_group("what")
-    g.add_argument(
-        "--quick",
-        action="store_true",
-        help="tiny sizes and 1 run: proves the harness works, judges nothing",
-    )
-    g.add_argument(
-        "--runs",
-        type=argtypes.positive_int,
-        metavar="N",
-        help="measured runs per tool and scenario (default 3; --quick: 1)",
-    )
-    g.add_argument(
-        "--runs-4g",
-        type=argtypes.positive_int,
-        metavar="N",
-        help="measured runs of the 4 GiB scenarios (default: --runs)",
-    )
-    g.add_argument(
-        "--warmup",
-        type=_non_negative,
-        default=1,
-        metavar="N",
-        help="warm-up rounds, not counted (default 1)",
-    )
-    g.add_argument(
-        "--tools",
-        type=_names,
-        action="extend",
-        metavar="LIST",
-        help=f"comma-separated subset of {','.join(TOOLS)}",
-    )
-    g.add_argument(
-        "--scenarios",
-        type=_names,
-        action="extend",
-        metavar="LIST",
-        help="comma-separated subset of 1g,small,4g or 1g-up,1g-down,small-up,...",
-    )
-    g.add_argument(
-        "--quiet-wait",
-        type=float,
-        default=120.0,
-        metavar="S",
-        help="before each run, wait up to S seconds for other processes to go idle (default 120)",
-    )
-    g.add_argument(
-        "--max-noise",
-        type=float,
-        default=0.25,
-        metavar="CORES",
-        help="repeat a run (twice at most) when other processes used more than this many "
-        "cores on average during it (default 0.25)",
-    )
-    g.add_argument(
-        "--nice",
-        type=int,
-        default=0,
-        metavar="N",
-        help="run the server and the tools at this nice value; a negative one (root only) "
-        "makes other work on a shared machine yield the CPU (default 0)",
-    )
-    g = parser.add_argument_group("files")
-    g.add_argument(
-        "--out",
-        type=Path,
-        default=Path("benchmarks/results"),
-        metavar="DIR",
-        help="results folder (default benchmarks/results)",
-    )
-    g.add_argument(
-        "--data-dir",
-        type=Path,
-        default=Path("benchmarks/data"),
-        metavar="DIR",
-        help="generated data, reused across runs (default benchmarks/data)",
-    )
-    g.add_argument(
-        "--peers-dir",
-        type=Path,
-        default=Path("benchmarks/peers"),
-        metavar="DIR",
-        help="where the peers are installed (default benchmarks/peers)",
-    )
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return value
-
-
-def _names(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]

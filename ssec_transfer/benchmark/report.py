@@ -123,9 +123,36 @@ def _fmt_ratio(x: float | None) -> str:
 
 
 def render_markdown(report: Report, data: dict[str, Any], png_name: str) -> str:
+    """The report for people: setup, one table per scenario, ratios, targets, tools, notes."""
+    lines = _markdown_header(report)
+    summary: dict[str, dict[str, Any]] = data["summary"]
+    for sc_id, sc in report.scenarios.items():
+        lines += [f"## {sc['label']} (`{sc_id}`)", ""]
+        lines += _scenario_table(report, sc_id, summary.get(sc_id, {}))
+        lines.append("")
+    lines += _ratio_table(data["ratios_vs_peers"])
+    lines += ["", "## Targets of issue 4", ""]
+    if report.settings.get("quick"):
+        lines += [
+            "Quick mode: tiny sizes, the figures prove the harness works and judge nothing.",
+            "",
+        ]
+    lines += _targets_table(data["targets"])
+    lines += ["", "## Tools", "", "| tool | version | how it is run |", "|---|---|---|"]
+    for tool, info in report.tools.items():
+        version = info.get("version") or "not available: " + _one_line(str(info.get("reason")), 300)
+        lines.append(f"| {tool} | {version} | {info.get('note', '')} |")
+    if report.notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in report.notes]
+    lines += ["", f"![throughput, CPU per GiB and peak RSS]({png_name})", ""]
+    return "\n".join(lines)
+
+
+def _markdown_header(report: Report) -> list[str]:
+    """Title, command, machine, server and schedule, and how to read the tables."""
     m = report.machine
     mem = f"{m['memory_bytes'] / 2**30:.0f} GiB" if m.get("memory_bytes") else "?"
-    lines = [
+    return [
         f"# ssec-transfer benchmark, {report.started[:10]}",
         "",
         f"- **Command:** `{' '.join(report.command)}`",
@@ -144,58 +171,58 @@ def render_markdown(report: Report, data: dict[str, Any], png_name: str) -> str:
         "process on the machine used meanwhile (near 0 means a quiet machine).",
         "",
     ]
-    summary: dict[str, dict[str, Any]] = data["summary"]
-    for sc_id, sc in report.scenarios.items():
-        lines += [f"## {sc['label']} (`{sc_id}`)", ""]
-        lines += [
-            "| tool | wall s | MiB/s | CPU-s/GiB | peak RSS MiB | server CPU-s | others CPU-s "
-            "| runs |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for tool, info in report.tools.items():
-            s = summary.get(sc_id, {}).get(tool)
-            if s is None:
-                failed = [
-                    r for r in report.records if r.scenario == sc_id and r.tool == tool and not r.ok
-                ]
-                if failed:
-                    why = "failed: " + _one_line(failed[0].error or "", 160)
-                elif not info.get("available"):
-                    why = "not available: " + _one_line(str(info.get("reason")), 160)
-                else:
-                    why = "not run"
-                lines.append(f"| {tool} | - | - | - | - | - | - | {why} |")
-                continue
-            server = _range(s["server_cpu_s"], 1) if s["server_cpu_s"] else "-"
-            others = _range(s["other_cpu_s"], 1) if s["other_cpu_s"] else "-"
-            bold = "**" if tool == SELF else ""
-            lines.append(
-                f"| {bold}{tool}{bold} | {_range(s['wall_s'], 2)} | {_range(s['mib_per_s'], 0)} | "
-                f"{_range(s['cpu_s_per_gib'], 2)} | {_range(s['rss_mib'], 0)} | {server} | "
-                f"{others} | "
-                f"{s['runs']}{' (' + str(s['failures']) + ' failed)' if s['failures'] else ''} |"
-            )
-        lines.append("")
 
-    lines += [
+
+def _scenario_table(report: Report, sc_id: str, summary: dict[str, Any]) -> list[str]:
+    """One row per tool: its medians and ranges, or why it has none (failed, missing)."""
+    lines = [
+        "| tool | wall s | MiB/s | CPU-s/GiB | peak RSS MiB | server CPU-s | others CPU-s | runs |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for tool, info in report.tools.items():
+        s = summary.get(tool)
+        if s is None:
+            failed = [
+                r for r in report.records if r.scenario == sc_id and r.tool == tool and not r.ok
+            ]
+            if failed:
+                why = "failed: " + _one_line(failed[0].error or "", 160)
+            elif not info.get("available"):
+                why = "not available: " + _one_line(str(info.get("reason")), 160)
+            else:
+                why = "not run"
+            lines.append(f"| {tool} | - | - | - | - | - | - | {why} |")
+            continue
+        server = _range(s["server_cpu_s"], 1) if s["server_cpu_s"] else "-"
+        others = _range(s["other_cpu_s"], 1) if s["other_cpu_s"] else "-"
+        bold = "**" if tool == SELF else ""
+        lines.append(
+            f"| {bold}{tool}{bold} | {_range(s['wall_s'], 2)} | {_range(s['mib_per_s'], 0)} | "
+            f"{_range(s['cpu_s_per_gib'], 2)} | {_range(s['rss_mib'], 0)} | {server} | "
+            f"{others} | "
+            f"{s['runs']}{' (' + str(s['failures']) + ' failed)' if s['failures'] else ''} |"
+        )
+    return lines
+
+
+def _ratio_table(ratios_vs_peers: list[dict[str, Any]]) -> list[str]:
+    """How ssec-transfer compares with each peer, scenario by scenario."""
+    return [
         "## ssec-transfer / each peer (median / median; below 1.00x ssec-transfer needs less)",
         "",
         "| scenario | peer | wall | CPU/GiB | peak RSS |",
         "|---|---|---|---|---|",
+    ] + [
+        f"| {r['scenario']} | {r['peer']} | {_fmt_ratio(r['wall'])} | "
+        f"{_fmt_ratio(r['cpu_per_gib'])} | {_fmt_ratio(r['rss'])} |"
+        for r in ratios_vs_peers
     ]
-    for r in data["ratios_vs_peers"]:
-        lines.append(
-            f"| {r['scenario']} | {r['peer']} | {_fmt_ratio(r['wall'])} | "
-            f"{_fmt_ratio(r['cpu_per_gib'])} | {_fmt_ratio(r['rss'])} |"
-        )
-    lines += ["", "## Targets of issue 4", ""]
-    if report.settings.get("quick"):
-        lines += [
-            "Quick mode: tiny sizes, the figures prove the harness works and judge nothing.",
-            "",
-        ]
-    lines += ["| target | measured | against | met |", "|---|---|---|---|"]
-    for t in data["targets"]:
+
+
+def _targets_table(targets: list[dict[str, Any]]) -> list[str]:
+    """Each target of issue 4, what was measured against what, and whether it was met."""
+    lines = ["| target | measured | against | met |", "|---|---|---|---|"]
+    for t in targets:
         measured = (
             "-"
             if t["measured"] is None
@@ -203,14 +230,7 @@ def render_markdown(report: Report, data: dict[str, Any], png_name: str) -> str:
         )
         met = {True: "yes", False: "**no**", None: "not measured"}[t["met"]]
         lines.append(f"| {t['target']} | {measured} | {t['against']} | {met} |")
-    lines += ["", "## Tools", "", "| tool | version | how it is run |", "|---|---|---|"]
-    for tool, info in report.tools.items():
-        version = info.get("version") or "not available: " + _one_line(str(info.get("reason")), 300)
-        lines.append(f"| {tool} | {version} | {info.get('note', '')} |")
-    if report.notes:
-        lines += ["", "## Notes", ""] + [f"- {n}" for n in report.notes]
-    lines += ["", f"![throughput, CPU per GiB and peak RSS]({png_name})", ""]
-    return "\n".join(lines)
+    return lines
 
 
 # -- chart -------------------------------------------------------------------------------------

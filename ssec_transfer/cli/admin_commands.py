@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 
 from ssec_transfer.cli import argtypes
-from ssec_transfer.cli.common import engine_for, print_json, transfer_config
+from ssec_transfer.cli.common import engine_for, transfer_config
 from ssec_transfer.cli.options import CommandFactory, Handler, add_connection, add_tuning
+from ssec_transfer.cli.output import print_json
 from ssec_transfer.core.units import parse_size
 from ssec_transfer.s3.urls import parse_s3_url
 

@@ -25,14 +25,23 @@ def size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def positive_int(text: str) -> int:
+def _whole(text: str, minimum: int, error: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(error)
     return value
+
+
+def positive_int(text: str) -> int:
+    return _whole(text, 1, "must be at least 1")
+
+
+def non_negative_int(text: str) -> int:
+    """A count that may be 0, e.g. the benchmark's --warmup rounds."""
+    return _whole(text, 0, "must be 0 or more")
 
 
 def seconds(text: str) -> float:

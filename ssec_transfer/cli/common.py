@@ -7,7 +7,6 @@ This is where a Namespace becomes typed values: nothing below the CLI reads one.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -15,36 +14,14 @@ from typing import Any, Literal
 
 from ssec_transfer.apps.distributed import DaskCluster
 from ssec_transfer.cli import keyring as keyring_cli
-from ssec_transfer.core.errors import KeyFileError, UsageError
+from ssec_transfer.cli.output import print_json
+from ssec_transfer.core.errors import UsageError
 from ssec_transfer.engine import TransferConfig, TransferEngine
-from ssec_transfer.keys.customer import ARGV_HINT, SSECustomerKey
+from ssec_transfer.keys.customer import SSECustomerKey
 from ssec_transfer.keys.resolve import resolve_key
 from ssec_transfer.s3.client import ConnectionSettings
 
 log = logging.getLogger("ssec_transfer")
-
-
-def load_key(args: argparse.Namespace) -> SSECustomerKey | None:
-    """The key from --key-file, --key-env or --sse-c-key fileb://PATH; None without one."""
-    if getattr(args, "sse_c", None) not in (None, "AES256"):
-        raise UsageError("SSE-C supports only AES256")
-    if getattr(args, "sse_c_key", None):
-        value: str = args.sse_c_key
-        if value.startswith(("fileb://", "file://")):
-            return SSECustomerKey.from_file(value.split("://", 1)[1])
-        raise KeyFileError(
-            "--sse-c-key takes only fileb://PATH here; a key typed on the command line has "
-            "been visible to every user of this machine and should be considered exposed",
-            hint=ARGV_HINT,
-        )
-    if getattr(args, "key_file", None):
-        path: str = args.key_file
-        if path.startswith(("fileb://", "file://")):
-            path = path.split("://", 1)[1]
-        return SSECustomerKey.from_file(path)
-    if getattr(args, "key_env", None):
-        return SSECustomerKey.from_env(args.key_env)
-    return None
 
 
 def other_key(file: str | None, env: str | None) -> SSECustomerKey | None:
@@ -143,11 +120,6 @@ def progress_enabled(args: argparse.Namespace) -> bool:
     if args.progress is not None:
         return bool(args.progress)
     return sys.stderr.isatty()
-
-
-def print_json(data: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(data, sort_keys=True) + "\n")
-    sys.stdout.flush()
 
 
 def report(args: argparse.Namespace, data: dict[str, Any], summary: str) -> None:

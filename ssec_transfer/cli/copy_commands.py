@@ -15,9 +15,7 @@ from ssec_transfer.cli import keyring as keyring_cli
 from ssec_transfer.cli.common import (
     engine_for,
     key_for_object,
-    load_key,
     other_key,
-    print_json,
     report,
     require_key,
 )
@@ -29,7 +27,9 @@ from ssec_transfer.cli.options import (
     add_output,
     add_tuning,
     add_via,
+    load_key,
 )
+from ssec_transfer.cli.output import print_json
 from ssec_transfer.core.errors import UsageError
 from ssec_transfer.keys.customer import SSECustomerKey
 from ssec_transfer.s3.urls import parse_s3_url

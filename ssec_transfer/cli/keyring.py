@@ -9,10 +9,8 @@ nothing here prints, logs or accepts a key on the command line.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -20,8 +18,9 @@ from typing import Any, TextIO
 
 import anyio
 
+from ssec_transfer.cli.options import CommandFactory, Handler, add_ledger, command_factory, load_key
+from ssec_transfer.cli.output import print_json
 from ssec_transfer.core.errors import NotFoundError, UsageError
-from ssec_transfer.keys.customer import SSECustomerKey
 from ssec_transfer.keys.keyring import (
     Keyring,
     KeyringUsageError,
@@ -34,9 +33,6 @@ from ssec_transfer.s3.urls import parse_s3_url
 from ssec_transfer.state.ledger import Ledger, LedgerEntry
 from ssec_transfer.state.ledger import default_path as default_ledger_path
 
-Handler = Callable[[argparse.Namespace], Awaitable[int]]
-CommandFactory = Callable[[str, str, str], argparse.ArgumentParser]
-
 _SHOWN_OBJECTS = 20  # objects named in a refusal message; the rest are counted
 
 
@@ -45,15 +41,7 @@ def add_commands(sub: Any, command: CommandFactory | None = None) -> dict[str, H
     `command(name, help, description)` factory when given (same epilog and formatting);
     return {command name: async handler}."""
 
-    def plain(name: str, help_text: str, description: str) -> argparse.ArgumentParser:
-        return sub.add_parser(  # type: ignore[no-any-return]
-            name,
-            help=help_text,
-            description=description,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-
-    make = command or plain
+    make = command or command_factory(sub, epilog=None)
     _add_ledger(make)
     _add_keyring(make)
     return dict(HANDLERS)
@@ -61,12 +49,6 @@ def add_commands(sub: Any, command: CommandFactory | None = None) -> dict[str, H
 
 def _subcommands(parser: argparse.ArgumentParser, dest: str) -> Any:
     return parser.add_subparsers(dest=dest, required=True, metavar="ACTION")
-
-
-def _ledger_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--ledger", type=Path, metavar="PATH", help="ledger database (default: XDG data dir)"
-    )
 
 
 def _keyring_option(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -99,7 +81,7 @@ def _add_ledger(command: CommandFactory) -> None:
     show.add_argument("target", metavar="s3://BUCKET/KEY")
     show.add_argument("--endpoint-url", metavar="URL", help="only records for this endpoint")
     show.add_argument("--json", action="store_true", help="one JSON line per record")
-    _ledger_option(show)
+    add_ledger(show)
 
     export = actions.add_parser(
         "export",
@@ -109,7 +91,7 @@ def _add_ledger(command: CommandFactory) -> None:
     export.add_argument(
         "--to", type=Path, metavar="FILE", help="a new file (default: standard output)"
     )
-    _ledger_option(export)
+    add_ledger(export)
 
     imp = actions.add_parser(
         "import",
@@ -119,7 +101,7 @@ def _add_ledger(command: CommandFactory) -> None:
     )
     imp.add_argument("file", metavar="FILE", help="JSON lines file, or - for standard input")
     imp.add_argument("--json", action="store_true", help="print the counts as JSON")
-    _ledger_option(imp)
+    add_ledger(imp)
 
 
 def _add_keyring(command: CommandFactory) -> None:
@@ -186,7 +168,7 @@ def _add_keyring(command: CommandFactory) -> None:
         "--force", action="store_true", help="remove even if ledger records still need the key"
     )
     _keyring_option(rm)
-    _ledger_option(rm)
+    add_ledger(rm)
 
 
 def add_keyring_options(p: argparse.ArgumentParser) -> None:
@@ -217,11 +199,6 @@ async def keyring_from_args(args: argparse.Namespace) -> Keyring | None:
 
 
 # -- helpers --------------------------------------------------------------------------------------
-
-
-def _print_json(data: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(data, sort_keys=True) + "\n")
-    sys.stdout.flush()
 
 
 def _say(text: str) -> None:
@@ -269,15 +246,6 @@ def _describe(entry: LedgerEntry) -> str:
     return f"s3://{entry.bucket}/{entry.key}{version} at {entry.endpoint}"
 
 
-def _load_key(args: argparse.Namespace) -> SSECustomerKey:
-    if args.key_file:
-        path: str = args.key_file
-        if path.startswith(("fileb://", "file://")):
-            path = path.split("://", 1)[1]
-        return SSECustomerKey.from_file(path)
-    return SSECustomerKey.from_env(args.key_env)
-
-
 # -- ledger ---------------------------------------------------------------------------------------
 
 
@@ -304,7 +272,7 @@ async def _ledger_show(args: argparse.Namespace) -> int:
         )
     if args.json:
         for entry in entries:
-            _print_json({**entry.to_dict(), "recorded": _when(entry.recorded_at)})
+            print_json({**entry.to_dict(), "recorded": _when(entry.recorded_at)})
         return 0
     newest = next((e for e in entries if e.key_fingerprint and e.operation != "derive"), None)
     if newest is not None:
@@ -365,7 +333,7 @@ async def _ledger_import(args: argparse.Namespace) -> int:
     added = await anyio.to_thread.run_sync(ledger.import_, lines)
     records = sum(1 for line in lines if line.strip())
     if args.json:
-        _print_json({"status": "ok", "records": records, "added": added,
+        print_json({"status": "ok", "records": records, "added": added,
                      "already_present": records - added, "ledger": str(ledger.path)})  # fmt: skip
     _say(f"imported {added} new records into {ledger.path} ({records - added} already present)")
     return 0
@@ -378,7 +346,8 @@ async def cmd_keyring(args: argparse.Namespace) -> int:
     path = _keyring_path(args)
     action = args.keyring_command
     if action == "add":
-        key = await anyio.to_thread.run_sync(_load_key, args)
+        key = await anyio.to_thread.run_sync(load_key, args)
+        assert key is not None  # argparse requires --key-file or --key-env
         keyring = await open_keyring(path, create=True)
         info = await anyio.to_thread.run_sync(keyring.add, args.name, key)
         print(info.fingerprint)
@@ -392,7 +361,7 @@ async def cmd_keyring(args: argparse.Namespace) -> int:
         keyring = await open_keyring(path)
         for info in keyring.list():
             if args.json:
-                _print_json(info.to_dict())
+                print_json(info.to_dict())
             else:
                 print(f"{info.name}\t{info.fingerprint}\t{info.created_at}")
         if not args.json and not len(keyring):

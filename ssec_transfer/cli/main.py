@@ -27,8 +27,8 @@ from ssec_transfer.cli import (
     transfer_commands,
     watch_command,
 )
-from ssec_transfer.cli.common import print_json
 from ssec_transfer.cli.options import EPILOG, Handler, Parser, command_factory
+from ssec_transfer.cli.output import print_json
 from ssec_transfer.core.errors import SSECTransferError
 from ssec_transfer.core.taskgroups import in_child_task
 

@@ -1,7 +1,9 @@
-"""Option groups several commands share, and the parser class they hang on.
+"""Option groups several commands share, the parser class they hang on, and the reading of
+the key options back out of the parsed arguments.
 
 One definition per group keeps the same flag spelled, defaulted and explained the same way in
-every command that takes it.
+every command that takes it. Nothing here imports `cli.keyring` or `cli.common`, so both can
+build on it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from typing import Any, NoReturn
 from ssec_transfer.apps.distributed import DaskCluster
 from ssec_transfer.cli import argtypes
 from ssec_transfer.core.checksums import MODES
+from ssec_transfer.core.errors import KeyFileError, UsageError
 from ssec_transfer.engine import TransferConfig
+from ssec_transfer.keys.customer import ARGV_HINT, SSECustomerKey
 
 EPILOG = """\
 exit codes: 0 ok, 1 transfer failed, 2 rejected before any request, 3 key problem, 130 interrupted
@@ -39,15 +43,16 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def command_factory(sub: Any) -> CommandFactory:
-    """The `command(name, help, description)` maker for the subparsers `sub`."""
+def command_factory(sub: Any, *, epilog: str | None = EPILOG) -> CommandFactory:
+    """The `command(name, help, description)` maker for the subparsers `sub`; `epilog=None`
+    for a parser of its own (`keyring.add_commands` without the main parser's factory)."""
 
     def command(name: str, help_text: str, description: str) -> argparse.ArgumentParser:
         return sub.add_parser(  # type: ignore[no-any-return]
             name,
             help=help_text,
             description=description,
-            epilog=EPILOG,
+            epilog=epilog,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
 
@@ -88,6 +93,38 @@ def add_key(p: argparse.ArgumentParser, *, required: bool) -> None:
     # What AWS CLI users type today. `fileb://PATH` works; a literal key is refused.
     m.add_argument("--sse-c-key", dest="sse_c_key", metavar="fileb://PATH", help=argparse.SUPPRESS)
     g.add_argument("--sse-c", dest="sse_c", metavar="AES256", help=argparse.SUPPRESS)
+
+
+def load_key(args: argparse.Namespace) -> SSECustomerKey | None:
+    """The key from --key-file, --key-env or --sse-c-key fileb://PATH; None without one.
+
+    Read with getattr: `keyring add` has only --key-file/--key-env, not the AWS CLI spellings."""
+    if getattr(args, "sse_c", None) not in (None, "AES256"):
+        raise UsageError("SSE-C supports only AES256")
+    if getattr(args, "sse_c_key", None):
+        value: str = args.sse_c_key
+        if value.startswith(("fileb://", "file://")):
+            return SSECustomerKey.from_file(value.split("://", 1)[1])
+        raise KeyFileError(
+            "--sse-c-key takes only fileb://PATH here; a key typed on the command line has "
+            "been visible to every user of this machine and should be considered exposed",
+            hint=ARGV_HINT,
+        )
+    if getattr(args, "key_file", None):
+        path: str = args.key_file
+        if path.startswith(("fileb://", "file://")):
+            path = path.split("://", 1)[1]
+        return SSECustomerKey.from_file(path)
+    if getattr(args, "key_env", None):
+        return SSECustomerKey.from_env(args.key_env)
+    return None
+
+
+def add_ledger(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """--ledger PATH, for the bulk transfers and the `ledger`/`keyring` commands alike."""
+    p.add_argument(
+        "--ledger", type=Path, metavar="PATH", help="ledger database (default: XDG data dir)"
+    )
 
 
 class _FilterAction(argparse.Action):
@@ -154,9 +191,7 @@ def add_bulk(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="files in progress at once (default: twice --concurrency)",
     )
-    g.add_argument(
-        "--ledger", type=Path, metavar="PATH", help="ledger database (default: XDG data dir)"
-    )
+    add_ledger(g)
     g.add_argument("--no-ledger", action="store_true", help="do not record transfers in the ledger")
     _add_dask(p.add_argument_group("Dask cluster (pip install 'ssec-transfer[dask]')"))
 

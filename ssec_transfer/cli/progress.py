@@ -4,26 +4,32 @@ from __future__ import annotations
 
 import sys
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from tqdm import tqdm
+
+
+def _byte_bar(description: str, total: int | None, *, enabled: bool) -> tqdm[Any]:
+    """A bar counting bytes in KiB/MiB/GiB on stderr, as wide as the terminal, left on screen
+    when done: the look every progress display of the CLI shares."""
+    return tqdm(
+        desc=description,
+        total=total,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        file=sys.stderr,
+        disable=not enabled,
+        dynamic_ncols=True,
+        leave=True,
+    )
 
 
 class ProgressBar:
     """Callable as `(bytes_done, total)`; the total may only be known after a HEAD."""
 
     def __init__(self, description: str, *, enabled: bool) -> None:
-        self._bar = tqdm(
-            desc=description,
-            total=None,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            file=sys.stderr,
-            disable=not enabled,
-            dynamic_ncols=True,
-            leave=True,
-        )
+        self._bar = _byte_bar(description, None, enabled=enabled)
 
     def __call__(self, done: int, total: int) -> None:
         if self._bar.total != total:
@@ -51,16 +57,7 @@ class BulkProgress:
         self.files = files
         self.done = 0
         self.failed = 0
-        self._bar = tqdm(
-            desc="transfer",
-            total=total_bytes,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            file=sys.stderr,
-            disable=not enabled,
-            dynamic_ncols=True,
-        )
+        self._bar = _byte_bar("transfer", total_bytes, enabled=enabled)
         self._show()
 
     def _show(self) -> None:

@@ -19,6 +19,7 @@ import anyio
 
 from ssec_transfer.apps.bulk import (
     JobOutcome,
+    Operation,
     TransferJob,
     plan_directory_upload,
     plan_prefix_download,
@@ -32,8 +33,6 @@ from ssec_transfer.cli.common import (
     dask_cluster,
     engine_for,
     key_for_object,
-    load_key,
-    print_json,
     progress_enabled,
     report,
     require_key,
@@ -47,7 +46,9 @@ from ssec_transfer.cli.options import (
     add_key,
     add_output,
     add_tuning,
+    load_key,
 )
+from ssec_transfer.cli.output import print_json
 from ssec_transfer.cli.progress import BulkProgress, ProgressBar
 from ssec_transfer.core.errors import UnexpectedKeyError, UsageError
 from ssec_transfer.core.results import TransferResult
@@ -144,11 +145,7 @@ async def cmd_put(args: argparse.Namespace) -> int:
     warn_unsaved_key(args)
     cluster = _bulk_cluster(args)
     if args.manifest:
-        _no_positionals_with_manifest(args, "source", "target")
-        jobs = await anyio.to_thread.run_sync(
-            partial(read_manifest, args.manifest, operation="upload", default_key=key)
-        )
-        return await _run_bulk(args, jobs, cluster)
+        return await _run_manifest(args, "upload", key, cluster, "source", "target")
     if not args.source or not args.target:
         raise UsageError("put needs SRC and s3://BUCKET/KEY (or --manifest FILE)")
     url = parse_s3_url(args.target)
@@ -192,11 +189,7 @@ async def cmd_get(args: argparse.Namespace) -> int:
     key = load_key(args)
     cluster = _bulk_cluster(args)
     if args.manifest:
-        _no_positionals_with_manifest(args, "source", "dest")
-        jobs = await anyio.to_thread.run_sync(
-            partial(read_manifest, args.manifest, operation="download", default_key=key)
-        )
-        return await _run_bulk(args, jobs, cluster)
+        return await _run_manifest(args, "download", key, cluster, "source", "dest")
     if not args.source or not args.dest:
         raise UsageError("get needs s3://BUCKET/KEY and DEST (or --manifest FILE)")
     url = parse_s3_url(args.source)
@@ -248,9 +241,21 @@ async def cmd_head(args: argparse.Namespace) -> int:
     return 0
 
 
-def _no_positionals_with_manifest(args: argparse.Namespace, *names: str) -> None:
-    if any(getattr(args, n) for n in names):
+async def _run_manifest(
+    args: argparse.Namespace,
+    operation: Operation,
+    key: SSECustomerKey | None,
+    cluster: DaskCluster | None,
+    *positionals: str,
+) -> int:
+    """put/get --manifest: the manifest names every source and destination, so the
+    positionals `positionals` must be empty; `key` is the default for lines without one."""
+    if any(getattr(args, n) for n in positionals):
         raise UsageError("--manifest names every source and destination; give no others")
+    jobs = await anyio.to_thread.run_sync(
+        partial(read_manifest, args.manifest, operation=operation, default_key=key)
+    )
+    return await _run_bulk(args, jobs, cluster)
 
 
 # -- many objects --------------------------------------------------------------------------------

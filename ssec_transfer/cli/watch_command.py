@@ -25,7 +25,7 @@ from ssec_transfer.apps.watch import (
     run_watch,
 )
 from ssec_transfer.cli import argtypes
-from ssec_transfer.cli.common import engine_for, load_key, print_json, require_key
+from ssec_transfer.cli.common import engine_for, require_key
 from ssec_transfer.cli.options import (
     CommandFactory,
     Handler,
@@ -33,7 +33,9 @@ from ssec_transfer.cli.options import (
     add_key,
     add_output,
     add_tuning,
+    load_key,
 )
+from ssec_transfer.cli.output import print_json
 from ssec_transfer.core.taskgroups import task_group
 from ssec_transfer.engine import TransferEngine
 from ssec_transfer.keys.customer import SSECustomerKey
