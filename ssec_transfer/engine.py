@@ -2,8 +2,8 @@
 
 async with TransferEngine(endpoint_url="https://s3.example.com") as engine:
     key = SSECustomerKey.from_file("sse-c.key")
-    await engine.upload("big.nc", "bucket", "products/big.nc", key=key)
-    await engine.download("bucket", "products/big.nc", "copy.nc", key=key)
+    await engine.upload("big.nc", "bucket", "products/big.nc", sse_key=key)
+    await engine.download("bucket", "products/big.nc", "copy.nc", sse_key=key)
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO, Literal, Self
+from typing import Any, BinaryIO, Literal, Self, TypeVar
 
 import anyio
 import botocore.exceptions as bx
@@ -79,6 +79,27 @@ class TransferConfig:
             raise UsageError(
                 f"unknown checksum {self.checksum!r}", hint=f"choose one of {', '.join(MODES)}"
             )
+
+
+_Store = TypeVar("_Store", Ledger, Journal)
+
+
+async def _open_store(
+    choice: _Store | Path | Literal["default"] | None,
+    kind: Callable[[Path], _Store],
+    default_path: Callable[[], Path],
+    unavailable: Callable[[Path, Exception], None],
+) -> _Store | None:
+    """The ledger or journal the engine was given, or the one it opens (in a worker thread);
+    `unavailable` decides what a file that cannot be opened means (it may raise)."""
+    if choice is None or not isinstance(choice, str | os.PathLike):
+        return choice  # given ready-made, or turned off
+    path = default_path() if choice == "default" else Path(choice)
+    try:
+        return await anyio.to_thread.run_sync(kind, path)
+    except (OSError, sqlite3.Error) as exc:
+        unavailable(path, exc)
+        return None
 
 
 class TransferEngine:
@@ -147,30 +168,20 @@ class TransferEngine:
         return self
 
     async def _open_ledger(self) -> Ledger | None:
-        choice = self._ledger_choice
-        if choice is None or isinstance(choice, Ledger):
-            return choice
-        path = default_ledger_path() if choice == "default" else Path(choice)
-        try:
-            return await anyio.to_thread.run_sync(Ledger, path)
-        except (OSError, sqlite3.Error) as exc:
+        def unavailable(path: Path, exc: Exception) -> None:
             log.warning("cannot open the ledger %s (%s): transfers will not be recorded; "
                         "choose another with --ledger PATH", path, exc)  # fmt: skip
-            return None
+
+        return await _open_store(self._ledger_choice, Ledger, default_ledger_path, unavailable)
 
     async def _open_journal(self) -> Journal | None:
-        choice = self._journal_choice
-        if choice is None or isinstance(choice, Journal):
-            return choice
-        path = default_journal_path() if choice == "default" else Path(choice)
-        try:
-            return await anyio.to_thread.run_sync(Journal, path)
-        except (OSError, sqlite3.Error) as exc:
+        def unavailable(path: Path, exc: Exception) -> None:
             if self.resume:  # the user asked for what cannot be had: say so, do not degrade
                 raise UsageError(f"cannot open the resume journal {path}: {exc}") from exc
             log.warning("cannot open the resume journal %s (%s): uploads cannot be resumed",
                         path, exc)  # fmt: skip
-            return None
+
+        return await _open_store(self._journal_choice, Journal, default_journal_path, unavailable)
 
     async def __aexit__(
         self,
@@ -231,17 +242,8 @@ class TransferEngine:
     ) -> TransferResult:
         """Upload a file under `sse_key`: one PutObject or a parallel multipart upload."""
         client = self._guard(sse_key)
-        cfg = self.config
         await self._require_checksum_support(bucket, sse_key)
-        options = UploadOptions(
-            concurrency=cfg.concurrency,
-            multipart_threshold=cfg.multipart_threshold,
-            preferred_part_size=cfg.part_size or cfg.preferred_part_size,
-            part_size=cfg.part_size,
-            checksum=self._checksum,
-            retry=self.retry_policy,
-            resumable=self._resumable(),
-        )
+        options = self._upload_options(self._resumable())
         with self._note_disruption():
             result = await upload_file(
                 client,
@@ -272,6 +274,28 @@ class TransferEngine:
             return entry.checksum
 
         return expected
+
+    def _upload_options(self, resumable: Resumable | None) -> UploadOptions:
+        cfg = self.config
+        return UploadOptions(
+            concurrency=cfg.concurrency,
+            multipart_threshold=cfg.multipart_threshold,
+            preferred_part_size=cfg.part_size or cfg.preferred_part_size,
+            part_size=cfg.part_size,
+            checksum=self._checksum,
+            retry=self.retry_policy,
+            resumable=resumable,
+        )
+
+    def _download_options(self, resumable: Resumable | None) -> DownloadOptions:
+        cfg = self.config
+        return DownloadOptions(
+            concurrency=cfg.concurrency,
+            part_size=cfg.part_size or cfg.preferred_part_size,
+            multipart_threshold=cfg.multipart_threshold,
+            retry=self.retry_policy,
+            resumable=resumable,
+        )
 
     def _resumable(self) -> Resumable | None:
         if self.journal is None:
@@ -319,13 +343,8 @@ class TransferEngine:
     ) -> TransferResult:
         """Download to `dest` atomically; `dest` is untouched unless every byte arrived."""
         client = self._guard(sse_key)
-        cfg = self.config
-        options = DownloadOptions(
-            concurrency=cfg.concurrency,
-            part_size=cfg.part_size or cfg.preferred_part_size,
-            multipart_threshold=cfg.multipart_threshold,
-            retry=self.retry_policy,
-            resumable=self._resumable(),
+        options = replace(
+            self._download_options(self._resumable()),
             expected_digest=await self._recorded_digest(bucket, key),
         )
         with self._note_disruption():
@@ -359,15 +378,7 @@ class TransferEngine:
         PutObject if it ends below the multipart threshold."""
         client = self._guard(sse_key)
         await self._require_checksum_support(bucket, sse_key)
-        cfg = self.config
-        options = UploadOptions(
-            concurrency=cfg.concurrency,
-            multipart_threshold=cfg.multipart_threshold,
-            preferred_part_size=cfg.part_size or cfg.preferred_part_size,
-            part_size=cfg.part_size,
-            checksum=self._checksum,
-            retry=self.retry_policy,
-        )
+        options = self._upload_options(resumable=None)  # a stream cannot be resumed
         with self._note_disruption():
             result = await upload_stream(
                 client, reader, bucket, key, ssec=sse_key, options=options,
@@ -389,13 +400,7 @@ class TransferEngine:
         """Write an object to a byte stream in order, from parallel ranged GETs through a
         bounded reorder window."""
         client = self._guard(sse_key)
-        cfg = self.config
-        options = DownloadOptions(
-            concurrency=cfg.concurrency,
-            part_size=cfg.part_size or cfg.preferred_part_size,
-            multipart_threshold=cfg.multipart_threshold,
-            retry=self.retry_policy,
-        )
+        options = self._download_options(resumable=None)  # a stream cannot be resumed
         with self._note_disruption():
             return await download_to_stream(
                 client, bucket, key, writer, ssec=sse_key, version_id=version_id,

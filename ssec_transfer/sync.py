@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import anyio
 
@@ -11,6 +12,18 @@ from ssec_transfer.core.results import ObjectInfo, ProgressCallback, TransferRes
 from ssec_transfer.core.taskgroups import in_child_task
 from ssec_transfer.engine import TransferEngine
 from ssec_transfer.keys.customer import SSECustomerKey
+
+_T = TypeVar("_T")
+
+
+def _run(call: Callable[[TransferEngine], Awaitable[_T]], engine_options: dict[str, Any]) -> _T:
+    """Run one engine call to completion in a fresh event loop and a fresh engine."""
+
+    async def run() -> _T:
+        async with TransferEngine(**engine_options) as engine:
+            return await call(engine)
+
+    return anyio.run(in_child_task, run)
 
 
 def upload(
@@ -22,11 +35,10 @@ def upload(
     progress: ProgressCallback | None = None,
     **engine_options: Any,
 ) -> TransferResult:
-    async def run() -> TransferResult:
-        async with TransferEngine(**engine_options) as engine:
-            return await engine.upload(source, bucket, key, sse_key=sse_key, progress=progress)
-
-    return anyio.run(in_child_task, run)
+    return _run(
+        lambda engine: engine.upload(source, bucket, key, sse_key=sse_key, progress=progress),
+        engine_options,
+    )
 
 
 def download(
@@ -39,13 +51,12 @@ def download(
     progress: ProgressCallback | None = None,
     **engine_options: Any,
 ) -> TransferResult:
-    async def run() -> TransferResult:
-        async with TransferEngine(**engine_options) as engine:
-            return await engine.download(
-                bucket, key, dest, sse_key=sse_key, version_id=version_id, progress=progress
-            )
-
-    return anyio.run(in_child_task, run)
+    return _run(
+        lambda engine: engine.download(
+            bucket, key, dest, sse_key=sse_key, version_id=version_id, progress=progress
+        ),
+        engine_options,
+    )
 
 
 def head(
@@ -56,8 +67,7 @@ def head(
     version_id: str | None = None,
     **engine_options: Any,
 ) -> ObjectInfo:
-    async def run() -> ObjectInfo:
-        async with TransferEngine(**engine_options) as engine:
-            return await engine.head(bucket, key, sse_key=sse_key, version_id=version_id)
-
-    return anyio.run(in_child_task, run)
+    return _run(
+        lambda engine: engine.head(bucket, key, sse_key=sse_key, version_id=version_id),
+        engine_options,
+    )

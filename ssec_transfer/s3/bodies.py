@@ -29,16 +29,15 @@ SLICE = 256 * 1024
 FILE_SLICE = 512 * 1024  # memory per request in flight vs thread hand-offs per GiB
 
 
-class PartBody(io.RawIOBase):
-    """A read-only, seekable view of bytes that are already in memory."""
+class _SeekableBody(io.RawIOBase):
+    """A read-only body of `len(self)` bytes with a position botocore can rewind."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self._view = memoryview(data)
         self._pos = 0
 
     def __len__(self) -> int:
-        return len(self._view)
+        raise NotImplementedError
 
     def readable(self) -> bool:
         return True
@@ -50,9 +49,20 @@ class PartBody(io.RawIOBase):
         return self._pos
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self)}[whence]
         self._pos = max(0, base + offset)
         return self._pos
+
+
+class PartBody(_SeekableBody):
+    """A read-only, seekable view of bytes that are already in memory."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__()
+        self._view = memoryview(data)
+
+    def __len__(self) -> int:
+        return len(self._view)
 
     def readinto(self, buffer: Any) -> int:
         chunk = self._view[self._pos : self._pos + len(buffer)]
@@ -90,30 +100,15 @@ class PartPayload(payload.Payload):
             await writer.write(view[start : start + SLICE])
 
 
-class FilePartBody(io.RawIOBase):
+class FilePartBody(_SeekableBody):
     """The byte range [offset, offset + length) of an open file descriptor."""
 
     def __init__(self, fd: int, offset: int, length: int) -> None:
         super().__init__()
         self.fd, self.offset, self.length = fd, offset, length
-        self._pos = 0
 
     def __len__(self) -> int:
         return self.length
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.length}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
 
     def readinto(self, buffer: Any) -> int:
         want = min(len(buffer), self.length - self._pos)

@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 import shlex
 import socket
+import subprocess
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
+from typing import IO
 
 
 @dataclass(frozen=True)
@@ -47,3 +51,60 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class LocalServer(ABC):
+    """A throwaway server this process runs: ``with Server(workdir) as info: ...``."""
+
+    @abstractmethod
+    def start(self) -> ServerInfo: ...
+
+    @abstractmethod
+    def stop(self) -> None: ...
+
+    def __enter__(self) -> ServerInfo:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def spawn_daemon(
+    cmd: list[str], out: IO[bytes], *, cwd: Path, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    """Start a server process with its output in `out`, in its own session: a Ctrl-C in the
+    terminal reaches only us, and we stop the server cleanly."""
+    return subprocess.Popen(
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        cwd=cwd,
+        env=env,
+        start_new_session=True,
+    )
+
+
+def tail_text(text: str, lines: int = 40) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def tail_file(path: Path, lines: int = 40) -> str:
+    """The end of a log file, for error messages."""
+    try:
+        return tail_text(path.read_text(errors="replace"), lines)
+    except OSError as exc:
+        return f"(log unreadable: {exc})"
+
+
+def print_credentials(info: ServerInfo) -> None:
+    """What a client needs besides the endpoint (printed on purpose: the server is local,
+    throwaway and makes new credentials on every start)."""
+    print(f"  CA bundle:  {info.ca_bundle}")
+    print(f"  access key: {info.access_key}")
+    print(f"  secret key: {info.secret_key}")

@@ -25,10 +25,17 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from types import TracebackType
 from typing import IO
 
-from ssec_transfer.servers.base import ServerInfo, free_port
+from ssec_transfer.servers.base import (
+    LocalServer,
+    ServerInfo,
+    free_port,
+    print_credentials,
+    spawn_daemon,
+    tail_file,
+    tail_text,
+)
 from ssec_transfer.servers.tls import make_tls
 
 GiB = 1024**3
@@ -101,7 +108,7 @@ def ensure_ceph_installed() -> None:
     if result.returncode != 0:
         raise RuntimeError(
             f"apt-get install {' '.join(DEBIAN_PACKAGES)} failed (exit {result.returncode}):\n"
-            + _tail_text(result.stdout + result.stderr)
+            + tail_text(result.stdout + result.stderr)
         )
     still_missing = _missing_commands()
     if still_missing:
@@ -115,19 +122,8 @@ def _apt_update() -> None:
     if result.returncode != 0:
         raise RuntimeError(
             f"apt-get update failed (exit {result.returncode}):\n"
-            + _tail_text(result.stdout + result.stderr)
+            + tail_text(result.stdout + result.stderr)
         )
-
-
-def _tail_text(text: str, lines: int = 40) -> str:
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _tail_file(path: Path, lines: int = 40) -> str:
-    try:
-        return _tail_text(path.read_text(errors="replace"), lines)
-    except OSError:
-        return "(no log)"
 
 
 def _ceph_conf(*, d: Path, fsid: str, mon_port: int, frontends: str, memstore_bytes: int) -> str:
@@ -202,7 +198,7 @@ rados_osd_op_timeout = 20
 """
 
 
-class CephRGW:
+class CephRGW(LocalServer):
     """A throwaway one-monitor, one-OSD (memstore) Ceph cluster with radosgw on TLS.
 
     Use as ``with CephRGW(workdir) as info: ...`` or call start()/stop(). stop() is
@@ -225,19 +221,6 @@ class CephRGW:
         # Seconds each start step took, for spotting slow steps in benchmarks and reports.
         self.timings: dict[str, float] = {}
         self._t_last = 0.0
-
-    # -- context manager -------------------------------------------------------------------
-
-    def __enter__(self) -> ServerInfo:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -286,29 +269,39 @@ class CephRGW:
                 memstore_bytes=self.memstore_bytes,
             )
         )
-
-        # Monitor: a fresh monmap with our fsid, then mkfs, then run it.
-        monmap = d / "monmap"
-        self._run(
-            [
-                "monmaptool",
-                "--conf",
-                str(self.conf),
-                "--create",
-                "--clobber",
-                "--fsid",
-                fsid,
-                "--addv",
-                "a",
-                f"[v1:127.0.0.1:{mon_port}]",
-                str(monmap),
-            ]
+        self._start_mon(fsid, mon_port)
+        self._start_osd()
+        # radosgw creates its pools on start; the user is created while it does.
+        self._spawn("client.rgw.a", ["radosgw", "-c", str(self.conf), "-n", "client.rgw.a", "-f"])
+        access_key, secret_key = self._create_user()
+        info = ServerInfo(
+            name="ceph",
+            endpoint_url=f"https://127.0.0.1:{https_port}",
+            http_endpoint_url=f"http://127.0.0.1:{http_port}",
+            ca_bundle=tls.ca_cert,
+            access_key=access_key,
+            secret_key=secret_key,
         )
-        self._run(["ceph-mon", "-c", str(self.conf), "-i", "a", "--mkfs", "--monmap", str(monmap)])
-        self._mark("mon mkfs")
-        self._spawn("mon.a", ["ceph-mon", "-c", str(self.conf), "-i", "a", "-f"])
+        self._wait_https(info)
+        self._mark("https up")
+        self.info = info
+        return info
 
-        # OSD: register it with the monitor (this also waits for the monitor to answer).
+    def _start_mon(self, fsid: str, mon_port: int) -> None:
+        """A fresh monmap with our fsid, then mkfs, then run the monitor."""
+        monmap = self.workdir / "monmap"
+        conf = str(self.conf)
+        self._run(
+            ["monmaptool", "--conf", conf, "--create", "--clobber", "--fsid", fsid,
+             "--addv", "a", f"[v1:127.0.0.1:{mon_port}]", str(monmap)]
+        )  # fmt: skip
+        self._run(["ceph-mon", "-c", conf, "-i", "a", "--mkfs", "--monmap", str(monmap)])
+        self._mark("mon mkfs")
+        self._spawn("mon.a", ["ceph-mon", "-c", conf, "-i", "a", "-f"])
+
+    def _start_osd(self) -> None:
+        """Register the OSD with the monitor (this also waits for the monitor to answer),
+        mkfs it, place it in the CRUSH map, run it and wait until it is up."""
         osd_uuid = str(uuid.uuid4())
         osd_id = self._ceph(["osd", "new", osd_uuid, "0"], timeout=MON_TIMEOUT).strip()
         if osd_id != "0":
@@ -322,41 +315,18 @@ class CephRGW:
         self._wait_osd_up()
         self._mark("osd up")
 
-        # radosgw creates its pools on start; the user is created while it does.
-        self._spawn("client.rgw.a", ["radosgw", "-c", str(self.conf), "-n", "client.rgw.a", "-f"])
+    def _create_user(self) -> tuple[str, str]:
+        """An S3 user with fresh credentials: (access key, secret key)."""
         access_key = "CEPH" + secrets.token_hex(8).upper()
         secret_key = secrets.token_urlsafe(30)
         self._run(
-            [
-                "radosgw-admin",
-                "-c",
-                str(self.conf),
-                "user",
-                "create",
-                "--uid",
-                "tester",
-                "--display-name",
-                "ssec-transfer tester",
-                "--access-key",
-                access_key,
-                "--secret-key",
-                secret_key,
-            ],
+            ["radosgw-admin", "-c", str(self.conf), "user", "create", "--uid", "tester",
+             "--display-name", "ssec-transfer tester", "--access-key", access_key,
+             "--secret-key", secret_key],
             timeout=RGW_TIMEOUT,
-        )
+        )  # fmt: skip
         self._mark("user create")
-        info = ServerInfo(
-            name="ceph",
-            endpoint_url=f"https://127.0.0.1:{https_port}",
-            http_endpoint_url=f"http://127.0.0.1:{http_port}",
-            ca_bundle=tls.ca_cert,
-            access_key=access_key,
-            secret_key=secret_key,
-        )
-        self._wait_https(info)
-        self._mark("https up")
-        self.info = info
-        return info
+        return access_key, secret_key
 
     def stop(self) -> None:
         """Stop radosgw, then the OSD, then the monitor.
@@ -379,15 +349,7 @@ class CephRGW:
         """Start a daemon in the foreground (-f), in its own process group, tracked by Popen."""
         out = open(self.log_dir / f"{name}.out", "ab")  # noqa: SIM115 - closed in stop()
         self._outputs.append(out)
-        self._procs[name] = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=self.workdir,
-            env=_clean_env(),
-            start_new_session=True,
-        )
+        self._procs[name] = spawn_daemon(cmd, out, cwd=self.workdir, env=_clean_env())
 
     def _run(self, cmd: list[str], timeout: float = CLI_TIMEOUT) -> str:
         """Run a one-shot tool; on failure raise with its output and the daemon logs.
@@ -426,7 +388,7 @@ class CephRGW:
         if tool.returncode != 0:
             raise RuntimeError(
                 f"{' '.join(cmd)} failed (exit {tool.returncode}):\n"
-                f"{_tail_text(out + err)}\n{self.log_tails()}"
+                f"{tail_text(out + err)}\n{self.log_tails()}"
             )
         return out
 
@@ -484,7 +446,7 @@ class CephRGW:
             for path in (self.log_dir / f"ceph-{name}.log", self.log_dir / f"{name}.out")
         ]
         return "\n".join(
-            f"--- {path} ---\n{_tail_file(path, lines)}"
+            f"--- {path} ---\n{tail_file(path, lines)}"
             for path in paths
             if path.is_file() and path.stat().st_size > 0
         )
@@ -540,9 +502,7 @@ def run_foreground(workdir: Path | None, env_file: Path | None) -> None:
         print(f"Ceph RGW ready in {time.monotonic() - t0:.1f}s (state in {workdir})")
         print(f"  endpoint:   {info.endpoint_url}")
         print(f"  plain HTTP: {info.http_endpoint_url} (SSE-C is refused here)")
-        print(f"  CA bundle:  {info.ca_bundle}")
-        print(f"  access key: {info.access_key}")
-        print(f"  secret key: {info.secret_key}")
+        print_credentials(info)
         if env_file is not None:
             info.write_env_file(env_file)
             print(f"  env file:   {env_file} (source it)")

@@ -23,9 +23,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import FrameType
 
-from ssec_transfer.servers.base import ServerInfo
+from ssec_transfer.servers.base import (
+    LocalServer,
+    ServerInfo,
+    print_credentials,
+    spawn_daemon,
+    tail_file,
+    tail_text,
+)
 from ssec_transfer.servers.tls import make_tls
 
 START_TIMEOUT = 30.0
@@ -153,13 +160,6 @@ def _clean_env() -> dict[str, str]:
     }
 
 
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        return _tail_text(path.read_text(errors="replace"), lines)
-    except OSError as exc:
-        return f"(log unreadable: {exc})"
-
-
 def _write_private(path: Path, text: str) -> None:
     """Create or replace `path` with mode 0600 from the start (it holds a secret key)."""
     path.unlink(missing_ok=True)
@@ -168,7 +168,7 @@ def _write_private(path: Path, text: str) -> None:
         f.write(text)
 
 
-class SeaweedFS:
+class SeaweedFS(LocalServer):
     """One `weed mini` process with an HTTPS-only S3 port and a fresh identity.
 
     Use as ``with SeaweedFS(workdir) as info: ...`` or call :meth:`start` and :meth:`stop`.
@@ -269,17 +269,6 @@ class SeaweedFS:
                     sock.unlink(missing_ok=True)
             self._socket_dir = None
 
-    def __enter__(self) -> ServerInfo:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     # -- internals ---------------------------------------------------------------------------
 
     def _make_socket_dir(self) -> Path:
@@ -332,16 +321,7 @@ class SeaweedFS:
             log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
             log.flush()
             self._log_offset = log.tell()
-            # Own session: a Ctrl-C in the terminal reaches only us, and we stop weed cleanly.
-            self._proc = subprocess.Popen(
-                list(cmd),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.workdir,
-                env=_clean_env(),
-                start_new_session=True,
-            )
+            self._proc = spawn_daemon(list(cmd), log, cwd=self.workdir, env=_clean_env())
 
     def _log_since_start(self) -> str:
         try:
@@ -382,10 +362,10 @@ class SeaweedFS:
                 if self._proc.poll() is not None:
                     log = self._log_since_start()
                     if any(sign in log for sign in _PORT_CLASH_SIGNS):
-                        raise _PortClash(_tail_text(log))
+                        raise _PortClash(tail_text(log))
                     raise RuntimeError(
                         f"SeaweedFS exited with code {self._proc.returncode} while starting. "
-                        f"Log tail ({self.log_path}):\n{_tail(self.log_path)}"
+                        f"Log tail ({self.log_path}):\n{tail_file(self.log_path)}"
                     )
                 try:
                     client.list_buckets()
@@ -396,7 +376,7 @@ class SeaweedFS:
                     raise RuntimeError(
                         f"SeaweedFS did not answer HTTPS on {info.endpoint_url} within "
                         f"{self.start_timeout:.0f} s (last error: {last_error}). "
-                        f"Log tail ({self.log_path}):\n{_tail(self.log_path)}"
+                        f"Log tail ({self.log_path}):\n{tail_file(self.log_path)}"
                     )
                 time.sleep(0.1)
         finally:
@@ -422,10 +402,6 @@ class _PortClash(Exception):
     """weed lost a port race with another process; start() retries with new ports."""
 
 
-def _tail_text(text: str, lines: int = 40) -> str:
-    return "\n".join(text.splitlines()[-lines:])
-
-
 def run_foreground(workdir: Path | None, env_file: Path | None) -> None:
     """Run a server until SIGINT/SIGTERM, printing what a client needs (`ssec-transfer server`).
 
@@ -448,9 +424,7 @@ def run_foreground(workdir: Path | None, env_file: Path | None) -> None:
         info = server.start()
         started = True
         print(f"SeaweedFS {info.endpoint_url} (HTTPS only, pid {server.pid})")
-        print(f"  CA bundle:  {info.ca_bundle}")
-        print(f"  access key: {info.access_key}")
-        print(f"  secret key: {info.secret_key}")
+        print_credentials(info)
         print(f"  region:     {info.region}")
         print(f"  workdir:    {wd} (log: {server.log_path})")
         if env_file is not None:
@@ -461,7 +435,7 @@ def run_foreground(workdir: Path | None, env_file: Path | None) -> None:
             if not server.is_running():
                 raise RuntimeError(
                     f"SeaweedFS exited unexpectedly. Log tail ({server.log_path}):\n"
-                    f"{_tail(server.log_path)}"
+                    f"{tail_file(server.log_path)}"
                 )
         print("Stopping SeaweedFS...", flush=True)
     finally:

@@ -10,8 +10,9 @@ SQLite in WAL mode, one short transaction per finished part.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from ssec_transfer.state.sqlitedb import SharedConnection, xdg_path
 
@@ -111,105 +112,92 @@ class Journal:
     def close(self) -> None:
         self._db.close()
 
+    # -- shared by both tables -----------------------------------------------------------------
+
+    def _start(self, table: str, entry: UploadEntry | DownloadEntry) -> int:
+        """Insert `entry` (its id is SQLite's to choose, its time is now); return the id."""
+        columns = [f.name for f in fields(entry)][1:]
+        values = [time.time(), *(getattr(entry, name) for name in columns[1:])]
+        with self._db.transaction() as db:
+            cursor = db.execute(
+                f"INSERT INTO {table} ({', '.join(columns)}) "  # noqa: S608 - constant names
+                f"VALUES ({', '.join('?' for _ in columns)})",
+                values,
+            )
+            return int(cursor.lastrowid or 0)
+
+    def _rows(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._db.transaction() as db:
+            return list(db.execute(sql, params).fetchall())
+
+    def _execute(self, sql: str, params: tuple[object, ...]) -> None:
+        with self._db.transaction() as db:
+            db.execute(sql, params)
+
     # -- uploads ----------------------------------------------------------------------------
 
     def find_upload(
         self, endpoint: str, bucket: str, key: str, source: str, size: int, mtime_ns: int
     ) -> UploadEntry | None:
-        with self._db.transaction() as db:
-            row = db.execute(
-                "SELECT * FROM uploads WHERE endpoint=? AND bucket=? AND key=? AND source=? "
-                "AND source_size=? AND source_mtime_ns=? ORDER BY id DESC LIMIT 1",
-                (endpoint, bucket, key, source, size, mtime_ns),
-            ).fetchone()
-        return UploadEntry(*row) if row else None
+        rows = self._rows(
+            "SELECT * FROM uploads WHERE endpoint=? AND bucket=? AND key=? AND source=? "
+            "AND source_size=? AND source_mtime_ns=? ORDER BY id DESC LIMIT 1",
+            (endpoint, bucket, key, source, size, mtime_ns),
+        )
+        return UploadEntry(*rows[0]) if rows else None
 
     def start_upload(self, entry: UploadEntry) -> int:
-        with self._db.transaction() as db:
-            cursor = db.execute(
-                "INSERT INTO uploads (created_at, endpoint, bucket, key, upload_id, source, "
-                "source_size, source_mtime_ns, part_size, key_fingerprint, checksum_algorithm) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    time.time(), entry.endpoint, entry.bucket, entry.key, entry.upload_id,
-                    entry.source, entry.source_size, entry.source_mtime_ns, entry.part_size,
-                    entry.key_fingerprint, entry.checksum_algorithm,
-                ),
-            )  # fmt: skip
-            return int(cursor.lastrowid or 0)
+        return self._start("uploads", entry)
 
     def part_done(
         self, upload: int, part_number: int, etag: str, checksum: str | None, crc: int
     ) -> None:
-        with self._db.transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO upload_parts VALUES (?, ?, ?, ?, ?)",
-                (upload, part_number, etag, checksum, crc),
-            )
+        self._execute(
+            "INSERT OR REPLACE INTO upload_parts VALUES (?, ?, ?, ?, ?)",
+            (upload, part_number, etag, checksum, crc),
+        )
 
     def upload_parts(self, upload: int) -> dict[int, tuple[str, str | None, int]]:
-        with self._db.transaction() as db:
-            rows = db.execute(
-                "SELECT part_number, etag, checksum, crc FROM upload_parts WHERE upload=?",
-                (upload,),
-            ).fetchall()
+        rows = self._rows(
+            "SELECT part_number, etag, checksum, crc FROM upload_parts WHERE upload=?", (upload,)
+        )
         return {n: (etag, checksum, crc) for n, etag, checksum, crc in rows}
 
     def forget_upload(self, upload: int) -> None:
-        with self._db.transaction() as db:
-            db.execute("DELETE FROM uploads WHERE id=?", (upload,))
+        self._execute("DELETE FROM uploads WHERE id=?", (upload,))
 
     def uploads(self) -> list[UploadEntry]:
-        with self._db.transaction() as db:
-            rows = db.execute("SELECT * FROM uploads ORDER BY id").fetchall()
-        return [UploadEntry(*row) for row in rows]
+        return [UploadEntry(*row) for row in self._rows("SELECT * FROM uploads ORDER BY id")]
 
     # -- downloads --------------------------------------------------------------------------
 
     def find_download(
         self, endpoint: str, bucket: str, key: str, dest: str
     ) -> DownloadEntry | None:
-        with self._db.transaction() as db:
-            row = db.execute(
-                "SELECT * FROM downloads WHERE endpoint=? AND bucket=? AND key=? AND dest=? "
-                "ORDER BY id DESC LIMIT 1",
-                (endpoint, bucket, key, dest),
-            ).fetchone()
-        return DownloadEntry(*row) if row else None
+        rows = self._rows(
+            "SELECT * FROM downloads WHERE endpoint=? AND bucket=? AND key=? AND dest=? "
+            "ORDER BY id DESC LIMIT 1",
+            (endpoint, bucket, key, dest),
+        )
+        return DownloadEntry(*rows[0]) if rows else None
 
     def start_download(self, entry: DownloadEntry) -> int:
-        with self._db.transaction() as db:
-            cursor = db.execute(
-                "INSERT INTO downloads (created_at, endpoint, bucket, key, version_id, etag, "
-                "size, part_size, dest, temp, key_fingerprint) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    time.time(), entry.endpoint, entry.bucket, entry.key, entry.version_id,
-                    entry.etag, entry.size, entry.part_size, entry.dest, entry.temp,
-                    entry.key_fingerprint,
-                ),
-            )  # fmt: skip
-            return int(cursor.lastrowid or 0)
+        return self._start("downloads", entry)
 
     def range_done(self, download: int, part_number: int, crc: int) -> None:
-        with self._db.transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO download_parts VALUES (?, ?, ?)",
-                (download, part_number, crc),
-            )
+        self._execute(
+            "INSERT OR REPLACE INTO download_parts VALUES (?, ?, ?)",
+            (download, part_number, crc),
+        )
 
     def download_parts(self, download: int) -> dict[int, int]:
-        with self._db.transaction() as db:
-            rows = db.execute(
-                "SELECT part_number, crc FROM download_parts WHERE download=?", (download,)
-            ).fetchall()
+        rows = self._rows(
+            "SELECT part_number, crc FROM download_parts WHERE download=?", (download,)
+        )
         return dict(rows)
 
     def forget_download(self, download: int) -> None:
-        with self._db.transaction() as db:
-            db.execute("DELETE FROM downloads WHERE id=?", (download,))
+        self._execute("DELETE FROM downloads WHERE id=?", (download,))
 
     def downloads(self) -> list[DownloadEntry]:
-        with self._db.transaction() as db:
-            rows = db.execute("SELECT * FROM downloads ORDER BY id").fetchall()
-        return [DownloadEntry(*row) for row in rows]
+        return [DownloadEntry(*row) for row in self._rows("SELECT * FROM downloads ORDER BY id")]

@@ -189,19 +189,36 @@ async def download_file(
         expected=_stored_digest(head) or options.expected_digest(info),
     )  # fmt: skip
     crc, resumed = await job.run()
+    return download_result(
+        info, ssec, str(job.target), parts=len(job.parts), started=started,
+        checksum=digest_text(crc), resumed_parts=resumed,
+    )  # fmt: skip
+
+
+def download_result(
+    info: ObjectInfo,
+    ssec: SSECustomerKey | None,
+    path: str,
+    *,
+    parts: int,
+    started: float,
+    checksum: str | None = None,
+    resumed_parts: int = 0,
+) -> TransferResult:
+    """What a finished download of the object `info` describes reports (to a file or a stream)."""
     return TransferResult(
         operation="download",
-        bucket=bucket,
-        key=key,
-        path=str(job.target),
+        bucket=info.bucket,
+        key=info.key,
+        path=path,
         size=info.size,
         etag=info.etag,
         version_id=info.version_id,
         key_fingerprint=ssec.fingerprint if ssec else None,
-        parts=len(job.parts),
+        parts=parts,
         seconds=time.perf_counter() - started,
-        checksum=digest_text(crc),
-        resumed_parts=resumed,
+        checksum=checksum,
+        resumed_parts=resumed_parts,
     )
 
 

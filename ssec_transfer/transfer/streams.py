@@ -52,7 +52,7 @@ from ssec_transfer.s3.requests import (
     put_object,
     upload_part,
 )
-from ssec_transfer.transfer.download import DownloadOptions, plan_reads
+from ssec_transfer.transfer.download import DownloadOptions, download_result, plan_reads
 from ssec_transfer.transfer.upload import UploadOptions
 
 STREAM_PATH = "-"  # what TransferResult.path says for stdin/stdout, as on the command line
@@ -219,13 +219,12 @@ async def upload_stream(
             head.append(chunk)
             if parts.eof:
                 break
+        job = _StreamUpload(client, target, parts, options, scheduler, tracker)
         if parts.eof and parts.offset < options.multipart_threshold:
             tracker.ended(parts.offset)
-            job = _StreamUpload(client, target, parts, options, scheduler, tracker)
             etag, version_id = await job.put_single(head)
             n_parts = 1
         else:
-            job = _StreamUpload(client, target, parts, options, scheduler, tracker)
             etag, version_id, n_parts = await job.put_multipart(head)
     finally:
         parts.release_all()
@@ -420,18 +419,7 @@ async def download_to_stream(
         await anyio.to_thread.run_sync(writer.flush)
     except OSError as exc:
         raise _writer_error(exc, writer) from None
-    return TransferResult(
-        operation="download",
-        bucket=bucket,
-        key=key,
-        path=STREAM_PATH,
-        size=info.size,
-        etag=info.etag,
-        version_id=info.version_id,
-        key_fingerprint=ssec.fingerprint if ssec else None,
-        parts=len(parts),
-        seconds=time.perf_counter() - started,
-    )
+    return download_result(info, ssec, STREAM_PATH, parts=len(parts), started=started)
 
 
 async def _stream_ranges(
