@@ -53,7 +53,11 @@ class ByteBudget:
     async def acquire(self, size: int) -> None:
         if not self._waiters and self._fits(size):
             self._grant(size)
-            await anyio.lowlevel.checkpoint()
+            try:
+                await anyio.lowlevel.checkpoint()
+            except BaseException:  # cancelled at the checkpoint: the caller never got it
+                self.release(size)
+                raise
             return
         waiter = _Waiter(size)
         self._waiters.append(waiter)

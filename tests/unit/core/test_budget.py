@@ -46,3 +46,13 @@ async def test_cancelled_waiter_releases_nothing_it_did_not_get() -> None:
     assert budget.stats().waiting == 0
     budget.release(4)
     assert budget.reserved == 0
+
+
+@pytest.mark.anyio
+async def test_cancelled_at_the_grant_checkpoint_leaks_nothing() -> None:
+    """A reservation granted at once but cancelled at its checkpoint is given back."""
+    budget = ByteBudget(1024)
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await budget.acquire(512)
+    assert budget.stats().reserved == 0
