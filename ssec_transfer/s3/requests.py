@@ -44,8 +44,9 @@ from ssec_transfer.s3.sse import sse_params
 
 log = logging.getLogger(__name__)
 
-# What a GET range delivers: (bytes, their offset within the range).
-ChunkSink = Callable[[bytes, int], Awaitable[None]]
+# What a GET range delivers: one chunk as the pieces the connection gave (never joined, so
+# no copy is made here) and the chunk's offset within the range.
+ChunkSink = Callable[[list[bytes], int], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +214,8 @@ class RangeRead:
 
 
 async def get_range(read: RangeRead, client: Any, part: Part, sink: ChunkSink | None) -> int:
-    """GET one range and hand it to `sink` in chunks of at most `chunk_size` bytes; return the
+    """GET one range and hand it to `sink` in chunks of at most `chunk_size` bytes (each as the
+    pieces the connection delivered); return the
     range's CRC32C. A body that breaks midway is fetched again from the byte where it broke
     (what the sink received is kept), up to `retry.max_attempts` times; a body longer than
     the range is an IntegrityError."""
@@ -239,14 +241,15 @@ async def get_range(read: RangeRead, client: Any, part: Part, sink: ChunkSink | 
                     )
                 while received < part.length:
                     want = min(read.chunk_size, part.length - received)
-                    chunk = await _read_exactly(body, want)
-                    if len(chunk) != want:
+                    pieces, got = await _read_pieces(body, want)
+                    if got != want:  # what was read of this chunk is fetched again
                         raise _BrokenBody(
-                            f"the body ended after {received + len(chunk)} of {part.length} bytes"
+                            f"the body ended after {received + got} of {part.length} bytes"
                         )
+                    for piece in pieces:
+                        crc = crc32c(piece, crc)
                     if sink is not None:
-                        await sink(chunk, received)
-                    crc = crc32c(chunk, crc)
+                        await sink(pieces, received)
                     received += want
                 if not whole and await body.read(1):
                     raise IntegrityError(
@@ -267,8 +270,8 @@ async def get_range(read: RangeRead, client: Any, part: Part, sink: ChunkSink | 
             attempt += 1
 
 
-async def _read_exactly(body: Any, size: int) -> bytes:
-    """Up to `size` bytes; fewer only if the body ends first."""
+async def _read_pieces(body: Any, size: int) -> tuple[list[bytes], int]:
+    """Up to `size` bytes as the pieces read, and how many; fewer only if the body ends first."""
     pieces: list[bytes] = []
     have = 0
     while have < size:
@@ -277,7 +280,7 @@ async def _read_exactly(body: Any, size: int) -> bytes:
             break
         pieces.append(piece)
         have += len(piece)
-    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+    return pieces, have
 
 
 # -- writing -----------------------------------------------------------------------------------

@@ -143,8 +143,10 @@ async def _fetch(job: CopyJob, read: RangeRead, part: Part) -> tuple[bytearray, 
     """One range of the source into memory (the caller reserved it); returns it and its CRC32C."""
     data = bytearray(part.length)
 
-    async def keep(chunk: bytes, at: int) -> None:
-        data[at : at + len(chunk)] = chunk
+    async def keep(pieces: list[bytes], at: int) -> None:
+        for piece in pieces:
+            data[at : at + len(piece)] = piece
+            at += len(piece)
 
     async with job.scheduler.request():
         crc = await get_range(read, job.client, part, keep)

@@ -447,8 +447,8 @@ async def _stream_ranges(
     async def fetch(slot: _Range) -> None:
         pieces: list[bytes] = []
 
-        async def keep(chunk: bytes, _at: int) -> None:
-            pieces.append(chunk)
+        async def keep(chunk: list[bytes], _at: int) -> None:
+            pieces.extend(chunk)
 
         async with scheduler.request():
             await get_range(read, client, slot.part, keep)
