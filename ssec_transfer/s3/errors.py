@@ -196,6 +196,11 @@ def _fallback_hint(status: int | None, key_sent: bool) -> str:
             "the server wants a Content-Length and refuses streamed checksums (Ceph RGW 16); "
             "rerun without --checksum"
         )
+    if status is not None and 400 <= status < 500:  # the request itself was refused
+        return (
+            "the same request will be refused again: check the bucket and object names; "
+            "`ssec-transfer doctor` shows what this server accepts"
+        )
     return "rerun; if it persists, give the request id to the server's operator"
 
 

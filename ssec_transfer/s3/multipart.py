@@ -88,7 +88,7 @@ async def multipart_upload(
     sends parts and calls `complete()`. On any other way out the upload is aborted (shielded)
     and `on_abort` runs, unless `keep_on_failure` keeps it for a later resume."""
     if upload_id is None:
-        upload_id = await create_multipart_upload(client, scheduler, obj, create_extra)
+        upload_id = await _create(client, scheduler, obj, create_extra)
     upload = MultipartUpload(client, scheduler, obj, upload_id)
     try:
         await anyio.lowlevel.checkpoint()  # a cancellation held back by the shield lands here
@@ -105,7 +105,7 @@ async def multipart_upload(
         raise
 
 
-async def create_multipart_upload(
+async def _create(
     client: Any, scheduler: Scheduler, obj: ObjectRef, extra: dict[str, Any]
 ) -> str:
     """CreateMultipartUpload of `obj` with `extra` parameters; returns the UploadId."""
