@@ -105,9 +105,7 @@ async def multipart_upload(
         raise
 
 
-async def _create(
-    client: Any, scheduler: Scheduler, obj: ObjectRef, extra: dict[str, Any]
-) -> str:
+async def _create(client: Any, scheduler: Scheduler, obj: ObjectRef, extra: dict[str, Any]) -> str:
     """CreateMultipartUpload of `obj` with `extra` parameters; returns the UploadId."""
     bucket, key = obj.bucket, obj.key
     ctx = obj.context("CreateMultipartUpload")
