@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ssec_transfer.core.errors import KeyFileError
+from ssec_transfer.core.protected import protect
 from ssec_transfer.keys import redact
 
 log = logging.getLogger(__name__)
@@ -66,20 +67,24 @@ class SSECustomerKey:
         return cls(raw, source=source)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str]) -> SSECustomerKey:
-        """Load 32 raw bytes, or the base64 text of 32 bytes (a trailing newline is allowed)."""
+    def from_file(
+        cls, path: str | os.PathLike[str], *, option: str | None = None
+    ) -> SSECustomerKey:
+        """Load 32 raw bytes, or the base64 text of 32 bytes (a trailing newline is allowed).
+
+        `option` names where the path came from (`--key-file`) in a refusal. A path that names
+        nothing and looks like key material is refused without being repeated."""
         p = Path(path)
         try:
             st = p.stat()
-        except FileNotFoundError:
-            if _looks_like_key(str(path)):
-                raise KeyFileError(
-                    "the value given as a key file is not a file but looks like key material "
-                    "(not repeated here); consider that key exposed",
-                    hint=ARGV_HINT,
-                ) from None
-            raise KeyFileError(f"key file {p} does not exist", hint="check the path") from None
-        except OSError as exc:
+        except OSError as exc:  # ENOENT, and ENOTDIR or ENAMETOOLONG for a key with "/"
+            form = redact.key_form(os.fspath(path))
+            if form is None and redact.key_tokens(os.fspath(path)):
+                form = "a path component is 64 hex digits or the base64 of 32 bytes"
+            if form is not None:
+                raise _key_material(option or "a key file", "names no file", form) from None
+            if isinstance(exc, FileNotFoundError):
+                raise KeyFileError(f"key file {p} does not exist", hint="check the path") from None
             raise KeyFileError(f"cannot read key file {p}: {exc.strerror}") from None
         if not stat.S_ISREG(st.st_mode):
             raise KeyFileError(f"key file {p} is not a regular file")
@@ -100,7 +105,9 @@ class SSECustomerKey:
             data = p.read_bytes()
         except OSError as exc:
             raise KeyFileError(f"cannot read key file {p}: {exc.strerror}") from None
-        return cls.from_bytes(data, source=f"key file {p}")
+        key = cls.from_bytes(data, source=f"key file {p}")
+        protect(p, "the key file")
+        return key
 
     @classmethod
     def from_bytes(cls, data: bytes, *, source: str) -> SSECustomerKey:
@@ -129,10 +136,25 @@ class SSECustomerKey:
         )
 
     @classmethod
-    def from_env(cls, name: str) -> SSECustomerKey:
-        """Load the base64 form from an environment variable (argv is visible to every user)."""
+    def from_env(cls, name: str, *, option: str | None = None) -> SSECustomerKey:
+        """Load the base64 form from an environment variable (argv is visible to every user).
+
+        A name that is not set is repeated in the error only when it is a valid variable name
+        that does not look like key material (the key itself given instead of its name)."""
         value = os.environ.get(name)
         if value is None:
+            given = option or "an environment variable name"
+            form = redact.key_form(name)
+            if form is not None:
+                raise _key_material(given, "names no environment variable", form)
+            if not name.isidentifier() or not name.isascii():
+                raise KeyFileError(
+                    f"the value given for {given} names no environment variable and is not a "
+                    "valid variable name (letters, digits and _), so it is not repeated here "
+                    "in case it is a key",
+                    hint="pass the NAME of a variable that holds the base64 key, e.g. "
+                    "`export SSEC_KEY=$(base64 < sse-c.key)` and --key-env SSEC_KEY",
+                )
             raise KeyFileError(
                 f"environment variable {name} is not set",
                 hint=f"export {name} with the base64 form of a 32-byte key",
@@ -189,8 +211,10 @@ def _is_base64(text: bytes) -> bool:
     return True
 
 
-def _looks_like_key(value: str) -> bool:
-    """A 32-character passphrase or the base64 of 32 bytes, given where a path was expected."""
-    if len(value) == KEY_BYTES and "/" not in value:
-        return True
-    return len(value) == 44 and _is_base64(value.encode())
+def _key_material(given: str, names_nothing: str, form: str) -> KeyFileError:
+    """The refusal of key material typed where a key's path or variable name was expected."""
+    return KeyFileError(
+        f"the value given for {given} {names_nothing}, and this looks like key material "
+        f"({form}), so it is not repeated here; if it is a key, consider it exposed",
+        hint=ARGV_HINT,
+    )

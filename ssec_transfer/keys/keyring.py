@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ssec_transfer.core.errors import KeyProblemError, UsageError
+from ssec_transfer.core.protected import protect
 from ssec_transfer.keys.customer import SSECustomerKey
 from ssec_transfer.state.ledger import default_path as default_ledger_path
 
@@ -229,6 +230,7 @@ class Keyring:
                 "`ssec-transfer keyring add NAME --key-file FILE`",
             )
         doc = _read_doc(target)
+        protect(target, "the keyring")
         with suppress(OSError):
             mode = target.stat().st_mode
             if mode & (stat.S_IRWXG | stat.S_IRWXO):

@@ -13,17 +13,24 @@ object's key, which decrypts keyring entries anew each time) does not grow it wi
 Readers never take the lock: they use an immutable tuple that writers swap under it. A log
 call can run inside a garbage collection triggered anywhere (a `__del__` that logs), even
 while this thread holds the lock, so a reader that waited for it could deadlock.
+
+Key material typed where it does not belong (an option that names a key, a stray argument) is
+not a loaded key, so nothing registered it: `key_form` recognises it by its shape, and
+`redact_key_material` keeps it out of any text an error is about to print.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import weakref
 from collections import Counter, deque
+from collections.abc import Iterable
 from typing import Any
 
 REDACTED = "<redacted SSE-C key>"
+KEY_MATERIAL = "<not repeated: looks like key material>"
 MIN_FORM = 16  # shorter strings would redact ordinary text, and cannot be a 32-byte key
 
 _lock = threading.Lock()  # serialises writers of `_counts` and `_snapshot`
@@ -139,3 +146,67 @@ def _drain() -> bool:
 def _ordered() -> tuple[str, ...]:
     """Longest first, so a shorter form never cuts into a longer one. Call with the lock."""
     return tuple(sorted(_counts, key=len, reverse=True))
+
+
+# -- key material by its shape ----------------------------------------------------------------
+
+_HEX_KEY = re.compile(r"[0-9A-Fa-f]{64}")
+# 43 characters carry 258 bits, so 43 (unpadded) or 43 and one "=" always decode to 32 bytes.
+_BASE64_KEY = re.compile(r"[A-Za-z0-9+/]{43}=?|[A-Za-z0-9_-]{43}=?")
+_RUN = re.compile(r"[A-Za-z0-9+/_-]+=*")  # a maximal run of base64/hex characters, padding
+_LONGEST = 64
+
+
+def key_form(text: str, *, raw: bool = True) -> str | None:
+    """What kind of SSE-C key material `text` looks like, or None.
+
+    64 hex digits; the base64 of 32 bytes, standard or URL-safe alphabet, padded or not, with
+    both upper- and lower-case letters (all but fewer than one in 10^9 keys have both;
+    names such as MY_VERY_LONG_VARIABLE_NAME_1234 stay names); or, unless `raw` is False,
+    exactly 32 bytes of text: the raw passphrase form that key files may hold."""
+    value = text.strip()
+    if _HEX_KEY.fullmatch(value):
+        return "64 hex digits"
+    if _self_evident_base64(value):
+        return "the base64 of 32 bytes"
+    if raw and len(value.encode("utf-8", "surrogateescape")) == 32:
+        return "32 characters, like a passphrase key"
+    return None
+
+
+def looks_like_key(text: str) -> bool:
+    return key_form(text) is not None
+
+
+def redact_key_material(text: str, values: Iterable[str] = (), *, scan: bool = True) -> str:
+    """`text` with key material replaced by KEY_MATERIAL: every string in `values` (what the
+    user typed that looks like a key, which only the caller knows: the 32-character form
+    cannot be told from other text) and, with `scan`, every `key_tokens` of the text."""
+    found = {v.strip() for v in values if v.strip()}
+    if scan:
+        found.update(key_tokens(text))
+    for secret in sorted(found, key=len, reverse=True):
+        for form in (secret, repr(secret)[1:-1]):  # argparse quotes some values with repr
+            text = text.replace(form, KEY_MATERIAL)
+    return text
+
+
+def key_tokens(text: str) -> set[str]:
+    """The hex and base64 keys in free text, alone or as path components. A standard base64
+    key may hold "/", so a run such as `dir/KEY` is tried whole and as every slice between its
+    slashes. The 32-character form is not looked for: any text may have 32 characters."""
+    found: set[str] = set()
+    for run in _RUN.findall(text):
+        parts = run.split("/")
+        for i in range(len(parts)):
+            for j in range(i + 1, len(parts) + 1):
+                candidate = "/".join(parts[i:j])
+                if len(candidate) > _LONGEST:
+                    break
+                if _HEX_KEY.fullmatch(candidate) or _self_evident_base64(candidate):
+                    found.add(candidate)
+    return found
+
+
+def _self_evident_base64(value: str) -> bool:
+    return bool(_BASE64_KEY.fullmatch(value)) and value.lower() != value != value.upper()

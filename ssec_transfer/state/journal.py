@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ssec_transfer.core.protected import protect
 from ssec_transfer.state.sqlitedb import SharedConnection, xdg_path
 
 SCHEMA = """
@@ -105,6 +106,8 @@ class Journal:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        for companion in ("", "-wal", "-shm", "-journal"):  # SQLite's files
+            protect(f"{path}{companion}", "the resume journal")
         # No fsync per finished part: the journal must survive a killed process (it does in
         # WAL mode), not an OS crash, and ListParts is the final word anyway.
         self._db = SharedConnection(path, schema=SCHEMA, synchronous="NORMAL", foreign_keys=True)

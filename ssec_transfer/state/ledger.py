@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ssec_transfer.core.errors import UsageError
+from ssec_transfer.core.protected import protect
 from ssec_transfer.core.results import TransferResult
 from ssec_transfer.state.sqlitedb import SharedConnection, write_locked, xdg_path
 
@@ -116,6 +117,8 @@ class Ledger:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        for companion in ("", "-wal", "-shm", "-journal"):  # SQLite's files
+            protect(f"{path}{companion}", "the ledger")
         # One connection for the ledger's life: a bulk run records a file many times a
         # second, and opening SQLite for each cost a fifth of its CPU.
         self._db = SharedConnection(path, schema=SCHEMA)
