@@ -165,6 +165,11 @@ class EndpointError(TransferFailedError):
     """The endpoint could not be reached, or its TLS certificate was not trusted."""
 
 
+class NoAnswerError(EndpointError):
+    """The endpoint stayed silent past the timeouts on every attempt (connect, read, or the
+    bound per request across its attempts)."""
+
+
 class IntegrityError(TransferFailedError):
     """Data did not arrive as it was sent (short body, wrong length)."""
 

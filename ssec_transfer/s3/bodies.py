@@ -10,6 +10,10 @@ flight per connection stays about one slice.
 - `FilePartBody`: a byte range of an open file, read slice by slice in a worker thread; a
   multipart upload of any size then holds only a few slices per connection in memory.
 
+Each body is written under `s3.timeouts.bounded_body`: a server that stops taking data fails
+the attempt after the read timeout (aiohttp itself has no write timeout), and every slice
+taken counts as progress of its request.
+
 aiohttp finds the payloads through its global registry once `register_payloads()` has run,
 which `s3.client.open_client` does.
 """
@@ -24,6 +28,8 @@ from typing import Any
 import anyio
 from aiohttp import payload
 from aiohttp.abc import AbstractStreamWriter
+
+from ssec_transfer.s3.timeouts import bounded_body
 
 SLICE = 256 * 1024
 FILE_SLICE = 512 * 1024  # memory per request in flight vs thread hand-offs per GiB
@@ -94,10 +100,13 @@ class PartPayload(payload.Payload):
         self, writer: AbstractStreamWriter, content_length: int | None
     ) -> None:
         view = self._value.remaining()
+        base = self._value.tell()  # bytes taken are counted from the start of the body
         if content_length is not None:
             view = view[:content_length]
-        for start in range(0, len(view), SLICE):
-            await writer.write(view[start : start + SLICE])
+        with bounded_body() as taken:
+            for start in range(0, len(view), SLICE):
+                await writer.write(view[start : start + SLICE])
+                taken(base + min(start + SLICE, len(view)))
 
 
 class FilePartBody(_SeekableBody):
@@ -148,11 +157,14 @@ class FilePartPayload(payload.Payload):
         body = self._value
         position = body.tell()
         end = body.length if content_length is None else min(body.length, position + content_length)
-        while position < end:
-            size = min(FILE_SLICE, end - position)
-            data = await anyio.to_thread.run_sync(body.read_slice, position, size)
-            await writer.write(data)
-            position += size
+        with bounded_body() as taken:
+            while position < end:
+                size = min(FILE_SLICE, end - position)
+                data = await anyio.to_thread.run_sync(body.read_slice, position, size)
+                taken(position)  # nothing new taken; a slow disk is not the server's silence
+                await writer.write(data)
+                position += size
+                taken(position)
 
 
 _registered = False

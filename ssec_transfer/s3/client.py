@@ -14,6 +14,8 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 
 from ssec_transfer.core.errors import InsecureEndpointError, UsageError
+from ssec_transfer.core.retry import CONNECT_TIMEOUT, READ_TIMEOUT, REQUEST_TIMEOUT
+from ssec_transfer.s3 import timeouts
 from ssec_transfer.s3.bodies import register_payloads
 
 _SSEC_HEADER_PREFIXES = (
@@ -33,8 +35,11 @@ class ConnectionSettings:
     ca_bundle: str | None = None
     retry_mode: str = "standard"
     max_attempts: int = 5
-    connect_timeout: float = 20.0
-    read_timeout: float = 60.0
+    # Per attempt: TCP + TLS handshake; the longest silence of the server (see s3.timeouts).
+    connect_timeout: float = CONNECT_TIMEOUT
+    read_timeout: float = READ_TIMEOUT
+    # Per request, across its attempts: no new attempt after this long without progress.
+    request_timeout: float = REQUEST_TIMEOUT
 
 
 def _check_endpoint_url(url: str) -> None:
@@ -88,6 +93,8 @@ def build_config(
         # Over HTTPS, SHA-256 of every body would cost more CPU than the TLS cipher itself.
         s3={"payload_signing_enabled": False},
         tcp_keepalive=True,
+        # Each attempt under its request's progress clock, body writes bounded, retries said.
+        http_session_cls=timeouts.WatchedSession,
     )
 
 
@@ -121,4 +128,5 @@ async def open_client(
     )
     client.meta.events.register("before-send.s3", _https_guard)
     client.meta.events.register("before-sign.s3", _drop_expect_continue)
+    timeouts.install(client, request_timeout=settings.request_timeout)
     return client

@@ -22,6 +22,7 @@ from ssec_transfer.core.errors import (
     EndpointError,
     ErrorContext,
     MissingKeyError,
+    NoAnswerError,
     NoSuchBucketError,
     NoSuchObjectError,
     NoSuchVersionError,
@@ -33,6 +34,7 @@ from ssec_transfer.core.errors import (
     UsageError,
     WrongKeyError,
 )
+from ssec_transfer.s3.timeouts import Attempts, WriteStalled, attempts_of, host_of
 
 KEY_HINT = "use the key this object was uploaded with (`ssec-transfer head` shows its fingerprint)"
 
@@ -89,7 +91,9 @@ def translate(
             hint="if the server uses a private CA, pass --ca-bundle CA.pem (or AWS_CA_BUNDLE)",
             context=ctx,
         )
-    if isinstance(exc, bx.EndpointConnectionError | bx.ConnectTimeoutError):
+    if isinstance(exc, bx.ConnectTimeoutError | bx.ReadTimeoutError):
+        return no_answer(exc, ctx)
+    if isinstance(exc, bx.EndpointConnectionError):
         return EndpointError(
             f"cannot connect to the endpoint ({exc})",
             hint="check --endpoint-url and the network; the transfer can be rerun safely",
@@ -111,6 +115,53 @@ def translate(
             context=ctx,
         )
     return TransferFailedError(f"{type(exc).__name__}: {exc}", context=ctx)
+
+
+def no_answer(
+    exc: bx.ConnectTimeoutError | bx.ReadTimeoutError,
+    ctx: ErrorContext,
+    record: Attempts | None = None,
+) -> NoAnswerError:
+    """A request the server left unanswered: where, how long it waited, what to change.
+    `record` (else the one botocore's attempts left on `exc`, see `s3.timeouts`) says how
+    many attempts it made and whether the bound per request stopped them."""
+    record = record or attempts_of(exc)
+    host = record.host if record else host_of(exc.kwargs.get("endpoint_url"))
+    rerun = "the command can be rerun safely"
+    if isinstance(exc, bx.ConnectTimeoutError):
+        what = f"no answer from {host} while connecting"
+        each = f"{record.connect_timeout:g} s (--connect-timeout)" if record else ""
+        hint = (
+            "check --endpoint-url (host and port), that the server is up and that no firewall "
+            f"drops the connection; on a slow link raise --connect-timeout; {rerun}"
+        )
+    else:
+        stalled = isinstance(exc.kwargs.get("error"), WriteStalled)
+        what = f"{host} stopped taking data" if stalled else f"no answer from {host}"
+        each = f"{record.read_timeout:g} s (--read-timeout)" if record else ""
+        if stalled:
+            silence = "the server stopped reading the upload: check that it is healthy"
+        else:
+            silence = (
+                "the server accepted the connection but went silent: check that "
+                "--endpoint-url is its S3 port and that the server is healthy"
+            )
+        hint = (
+            f"{silence}; on a slow link or a busy server raise --read-timeout (and "
+            f"--request-timeout); {rerun}"
+        )
+    if record is None:
+        return NoAnswerError(what, hint=hint, context=ctx)
+    tries = f"{record.attempts} attempt{'s' if record.attempts != 1 else ''}"
+    message = f"{what}: {tries}, each waiting up to {each}"
+    if record.cut:
+        message += (
+            f"; gave up after {record.silent:.0f} s without progress "
+            f"(--request-timeout {record.request_timeout:g})"
+        )
+    else:
+        message += f", {record.silent:.0f} s without progress in all"
+    return NoAnswerError(message, hint=hint, context=ctx)
 
 
 def _translate_client_error(

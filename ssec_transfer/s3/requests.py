@@ -11,11 +11,13 @@ holds while it waits.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import botocore.exceptions as bx
 
 from ssec_transfer.core.checksums import ChecksumAlgorithm
 from ssec_transfer.core.crc import crc32c
@@ -29,18 +31,20 @@ from ssec_transfer.core.errors import (
 )
 from ssec_transfer.core.plan import Part
 from ssec_transfer.core.results import ObjectInfo
-from ssec_transfer.core.retry import BODY_ERRORS, RetryPolicy, describe
+from ssec_transfer.core.retry import BODY_ERRORS, ProgressClock, RetryPolicy, describe
 from ssec_transfer.keys.customer import SSECustomerKey
 from ssec_transfer.s3.errors import (
     CORRUPTION_CODES,
     S3_FAILURES,
     diagnose_key_failure,
     error_code,
+    no_answer,
     status_of,
     translate,
     translated,
 )
 from ssec_transfer.s3.sse import sse_params
+from ssec_transfer.s3.timeouts import part_attempts, say_part_retry, timed_out
 
 log = logging.getLogger(__name__)
 
@@ -217,19 +221,22 @@ async def get_range(read: RangeRead, client: Any, part: Part, sink: ChunkSink | 
     """GET one range and hand it to `sink` in chunks of at most `chunk_size` bytes (each as the
     pieces the connection delivered); return the
     range's CRC32C. A body that breaks midway is fetched again from the byte where it broke
-    (what the sink received is kept), up to `retry.max_attempts` times; a body longer than
-    the range is an IntegrityError."""
+    (what the sink received is kept), up to `retry.max_attempts` times and only while the
+    range has gone less than `retry.request_timeout` seconds without a byte (see
+    `s3.timeouts`); a body longer than the range is an IntegrityError."""
     ctx = ErrorContext(
         read.operation, read.pin["Bucket"], read.pin["Key"], part.number if read.ranged else None
     )
     received = crc = 0
     attempt = 1
+    clock = ProgressClock()  # the server's silence over all of this range's requests
     while True:
         params = dict(read.pin)
         whole = read.whole_size is not None and not received  # a resumed read is a range
         if part.length > 0 and (read.ranged or received) and not whole:
             params["Range"] = f"bytes={part.offset + received}-{part.end - 1}"
-        resp = await get_object(client, params, ctx, key_sent=read.key_sent)
+        with clock.active():
+            resp = await get_object(client, params, ctx, key_sent=read.key_sent)
         try:
             async with resp["Body"] as body:
                 if whole and resp.get("ContentLength") != read.whole_size:
@@ -241,7 +248,7 @@ async def get_range(read: RangeRead, client: Any, part: Part, sink: ChunkSink | 
                     )
                 while received < part.length:
                     want = min(read.chunk_size, part.length - received)
-                    pieces, got = await _read_pieces(body, want)
+                    pieces, got = await _read_pieces(body, want, clock)
                     if got != want:  # what was read of this chunk is fetched again
                         raise _BrokenBody(
                             f"the body ended after {received + got} of {part.length} bytes"
@@ -250,6 +257,7 @@ async def get_range(read: RangeRead, client: Any, part: Part, sink: ChunkSink | 
                         crc = crc32c(piece, crc)
                     if sink is not None:
                         await sink(pieces, received)
+                        clock.moved()  # a slow disk or reader is not the server's silence
                     received += want
                 if not whole and await body.read(1):
                     raise IntegrityError(
@@ -259,25 +267,40 @@ async def get_range(read: RangeRead, client: Any, part: Part, sink: ChunkSink | 
                     )
             return crc
         except _RETRIED_BODY_ERRORS as exc:
-            if attempt >= read.retry.max_attempts:
+            silent = clock.silent_for()
+            out_of_time = silent >= read.retry.request_timeout
+            if attempt >= read.retry.max_attempts or out_of_time:
+                if isinstance(exc, bx.ReadTimeoutError | bx.ConnectTimeoutError):
+                    record = part_attempts(
+                        client, exc, attempt, silent, read.retry.request_timeout,
+                        out_of_time and attempt < read.retry.max_attempts,
+                    )  # fmt: skip
+                    raise no_answer(exc, ctx, record) from exc
                 raise TransferFailedError(
                     f"the response body broke {attempt} times; last: {describe(exc)}",
                     hint=f"check the network; {read.hint}",
                     context=ctx,
                 ) from exc
-            log.info("%s: body broke (%s); fetching the rest again", ctx.url, describe(exc))
+            where = f"{read.operation} {ctx.url}" + (f" part {ctx.part}" if ctx.part else "")
+            say_part_retry(client, exc, where, attempt + 1, read.retry.max_attempts,
+                           "fetching the rest again")  # fmt: skip
             await anyio.sleep(read.retry.delay(attempt))
             attempt += 1
 
 
-async def _read_pieces(body: Any, size: int) -> tuple[list[bytes], int]:
-    """Up to `size` bytes as the pieces read, and how many; fewer only if the body ends first."""
+async def _read_pieces(
+    body: Any, size: int, clock: ProgressClock | None = None
+) -> tuple[list[bytes], int]:
+    """Up to `size` bytes as the pieces read, and how many; fewer only if the body ends first.
+    Each piece counts as progress on `clock`."""
     pieces: list[bytes] = []
     have = 0
     while have < size:
         piece: bytes = await body.read(size - have)
         if not piece:
             break
+        if clock is not None:
+            clock.moved()
         pieces.append(piece)
         have += len(piece)
     return pieces, have
@@ -329,29 +352,45 @@ async def upload_part(
 ) -> dict[str, Any]:
     """UploadPart of a fresh `body()` inside a fresh `slot()` (a request slot), sent again
     (this part only) when the server says the bytes arrived corrupted or the connection broke
-    after botocore's own retries. What neither the server nor the network caused propagates
-    unchanged."""
+    after botocore's own retries, as long as `retry.request_timeout` seconds have not gone
+    by without progress (bytes of the body taken that no attempt got through before; time
+    waiting for a slot does not count). What neither the server nor the network caused
+    propagates unchanged."""
     ctx = obj.context("UploadPart", number)
     attempt = 1
+    clock: ProgressClock | None = None
     while True:
+        asked = time.monotonic()
         try:
             async with slot():
-                resp: dict[str, Any] = await client.upload_part(
-                    Body=body(), PartNumber=number, UploadId=upload_id, **checksum, **obj.params()
-                )
+                if clock is None:
+                    clock = ProgressClock()
+                else:
+                    clock.shift(time.monotonic() - asked)
+                with clock.active():
+                    resp: dict[str, Any] = await client.upload_part(
+                        Body=body(), PartNumber=number, UploadId=upload_id, **checksum,
+                        **obj.params(),
+                    )  # fmt: skip
             check_echo(resp, checksum, ctx)
             return resp
         except _PART_FAILURES as exc:
             corrupted = isinstance(exc, IntegrityError) or error_code(exc) in CORRUPTION_CODES
             if not (corrupted or isinstance(exc, BODY_ERRORS)):
                 raise translate(exc, ctx, key_sent=obj.key_sent, writing=True) from exc
+            silent = clock.silent_for() if clock is not None else 0.0
+            if timed_out(exc) and silent >= retry.request_timeout:
+                raise translate(exc, ctx, key_sent=obj.key_sent, writing=True) from exc
             if attempt >= retry.max_attempts:
+                if timed_out(exc):
+                    raise translate(exc, ctx, key_sent=obj.key_sent, writing=True) from exc
                 raise TransferFailedError(
                     f"the part failed {attempt} times; last: {describe(exc)}",
                     hint="check the network; rerun the upload",
                     context=ctx,
                 ) from exc
-            log.info("%s part %d: %s; sending it again", ctx.url, number, describe(exc))
+            say_part_retry(client, exc, f"UploadPart {ctx.url} part {number}", attempt + 1,
+                           retry.max_attempts, "sending it again")  # fmt: skip
             await anyio.sleep(retry.delay(attempt))
             attempt += 1
 
