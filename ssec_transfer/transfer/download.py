@@ -4,20 +4,18 @@ One `DownloadJob` per object holds what its requests need. Every GET is pinned t
 seen by the HEAD (If-Match on its ETag, and its VersionId), so an object replaced mid-download
 fails cleanly instead of mixing two versions; a body that breaks midway is fetched again from
 the byte where it broke (`s3.requests.get_range`). Parts are written positionally
-(`os.pwrite`), so no reorder buffer is needed. The temporary file lives beside DEST and is
+(`os.pwritev`), so no reorder buffer is needed. The temporary file lives beside DEST and is
 renamed over it only after every byte arrived and was fsynced; on any failure it is removed and
-DEST is left exactly as it was.
+DEST is left exactly as it was (`transfer.destination` decides what DEST may be).
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
-import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +27,6 @@ from ssec_transfer.core.errors import (
     IntegrityError,
     LocalIOError,
     SSECTransferError,
-    UsageError,
 )
 from ssec_transfer.core.plan import Part, plan_parts
 from ssec_transfer.core.results import ObjectInfo, ProgressCallback, TransferResult
@@ -39,6 +36,7 @@ from ssec_transfer.core.taskgroups import for_each
 from ssec_transfer.keys.customer import SSECustomerKey
 from ssec_transfer.s3.requests import ObjectRef, RangeRead, get_range, head_object, pinned_get
 from ssec_transfer.state.journal import DownloadEntry, Resumable
+from ssec_transfer.transfer.destination import Destination, TempFile
 
 log = logging.getLogger(__name__)
 # Bytes of a response body held in memory per request before they are written to disk.
@@ -73,108 +71,11 @@ def _stored_digest(head: dict[str, Any]) -> str | None:
     return f"crc32c:{value}"
 
 
-def resolve_destination(dest: Path, key: str) -> Path:
-    """Like `aws s3 cp`: an existing directory receives the object under its base name."""
-    if dest.is_dir():
-        name = key.rstrip("/").rsplit("/", 1)[-1]
-        if not name:
-            raise UsageError(f"cannot derive a file name from object key {key!r}")
-        return dest / name
-    if str(dest).endswith(os.sep):
-        raise UsageError(f"destination directory {dest} does not exist")
-    return dest
-
-
-def _default_file_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-class _TempFile:
-    """A file beside DEST that becomes DEST only by an atomic rename."""
-
-    def __init__(self, dest: Path, reuse: Path | None = None) -> None:
-        """A new temporary file, or `reuse` (an interrupted download's) when it still exists."""
-        self.dest = dest
-        parent = dest.parent if str(dest.parent) else Path(".")
-        if not parent.is_dir():
-            raise UsageError(f"destination folder {parent} does not exist")
-        self.reused = False
-        if reuse is not None:
-            try:
-                self.fd = os.open(reuse, os.O_WRONLY)
-            except OSError:
-                pass
-            else:
-                self.path, self.reused = reuse, True
-                return
-        self.path = parent / f".{dest.name}.ssec-transfer-{os.getpid()}-{time.monotonic_ns()}"
-        try:
-            self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except OSError as exc:
-            raise LocalIOError(
-                f"cannot create a file in {parent}: {exc.strerror}",
-                hint="check that the destination folder is writable",
-            ) from None
-
-    def allocate(self, size: int) -> None:
-        if size <= 0:
-            return
-        try:
-            os.posix_fallocate(self.fd, 0, size)
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                raise LocalIOError(
-                    f"not enough free space for {size} bytes in {self.path.parent}",
-                    hint="free some space or choose another destination",
-                ) from None
-            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
-                raise
-            os.ftruncate(self.fd, size)
-
-    def write_at(self, pieces: list[bytes], offset: int) -> None:
-        """Write the pieces back to back from `offset`: one vectored write, no joining copy."""
-        views = [memoryview(piece) for piece in pieces]
-        while views:
-            written = os.pwritev(self.fd, views, offset)
-            offset += written
-            while views and written >= len(views[0]):
-                written -= len(views.pop(0))
-            if views and written:
-                views[0] = views[0][written:]
-
-    def commit(self) -> None:
-        os.fsync(self.fd)
-        os.fchmod(self.fd, _default_file_mode())
-        os.close(self.fd)
-        self.fd = -1
-        os.replace(self.path, self.dest)
-        dir_fd = os.open(self.dest.parent if str(self.dest.parent) else ".", os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-    def close(self) -> None:
-        """Keep the file (for a later --resume) but release it."""
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-    def discard(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
-
-
 async def download_file(
     client: Any,
     bucket: str,
     key: str,
-    dest: Path,
+    dest: Destination,
     *,
     ssec: SSECustomerKey | None,
     version_id: str | None,
@@ -182,20 +83,19 @@ async def download_file(
     scheduler: Scheduler,
     progress: ProgressCallback | None = None,
 ) -> TransferResult:
-    """Download s3://bucket/key (that version, if given) to `dest`, a file or a folder."""
+    """Download s3://bucket/key (that version, if given) to the regular file `dest`."""
     started = time.perf_counter()
-    target = resolve_destination(dest, key)
     async with scheduler.request():
         info, head = await head_object(
             client, ObjectRef(bucket, key, ssec), version_id=version_id, checksums=True
         )
     job = DownloadJob(
-        client, info, ssec, target, plan_reads(info.size, options), options, scheduler, progress,
+        client, info, ssec, dest, plan_reads(info.size, options), options, scheduler, progress,
         expected=_stored_digest(head) or options.expected_digest(info),
     )  # fmt: skip
     crc, resumed = await job.run()
     return download_result(
-        info, ssec, str(job.target), parts=len(job.parts), started=started,
+        info, ssec, str(job.dest.path), parts=len(job.parts), started=started,
         checksum=digest_text(crc), resumed_parts=resumed,
     )  # fmt: skip
 
@@ -234,7 +134,7 @@ class DownloadJob:
     client: Any
     info: ObjectInfo
     sse: SSECustomerKey | None
-    target: Path
+    dest: Destination
     parts: list[Part]
     options: DownloadOptions
     scheduler: Scheduler
@@ -256,7 +156,7 @@ class DownloadJob:
         finished, reuse = await self._resume_point()
         # Shielded: a temporary file (and its journal row) created must be known, to be removed.
         with anyio.CancelScope(shield=True):
-            temp = await anyio.to_thread.run_sync(_TempFile, self.target, reuse)
+            temp = await anyio.to_thread.run_sync(TempFile, self.dest, reuse)
             if not temp.reused:
                 finished = {}
                 await self._journal_start(temp)
@@ -286,10 +186,11 @@ class DownloadJob:
         if resumable is None:
             return {}, None
         info = self.info
-        self.target = await anyio.to_thread.run_sync(self.target.absolute)
+        absolute = await anyio.to_thread.run_sync(self.dest.path.absolute)
+        self.dest = replace(self.dest, path=absolute)
         entry = await anyio.to_thread.run_sync(
             resumable.journal.find_download,
-            resumable.endpoint, info.bucket, info.key, str(self.target),
+            resumable.endpoint, info.bucket, info.key, str(self.dest.path),
         )  # fmt: skip
         if entry is None or (entry.etag, entry.size, entry.part_size, entry.version_id) != (
             info.etag, info.size, self.options.part_size, info.version_id,
@@ -299,13 +200,13 @@ class DownloadJob:
         finished = await anyio.to_thread.run_sync(resumable.journal.download_parts, entry.id)
         return finished, Path(entry.temp)
 
-    async def _journal_start(self, temp: _TempFile) -> None:
+    async def _journal_start(self, temp: TempFile) -> None:
         resumable, info = self.resumable, self.info
         if resumable is None:
             return
         entry = DownloadEntry(
             0, 0.0, resumable.endpoint, info.bucket, info.key, info.version_id, info.etag,
-            info.size, self.options.part_size, str(self.target), str(temp.path),
+            info.size, self.options.part_size, str(self.dest.path), str(temp.path),
             self.sse.fingerprint if self.sse else None,
         )  # fmt: skip
         self.journal_id = await anyio.to_thread.run_sync(resumable.journal.start_download, entry)
@@ -314,7 +215,7 @@ class DownloadJob:
         if self.resumable is not None and self.journal_id is not None:
             await anyio.to_thread.run_sync(self.resumable.journal.forget_download, self.journal_id)
 
-    async def _keep_or_discard(self, temp: _TempFile) -> None:
+    async def _keep_or_discard(self, temp: TempFile) -> None:
         """After a failure: keep the finished ranges for --resume, else remove every trace."""
         if self.resumable is not None and self.journal_id is not None:
             await anyio.to_thread.run_sync(temp.close)
@@ -327,7 +228,7 @@ class DownloadJob:
         await anyio.to_thread.run_sync(temp.discard)
         await self._journal_forget()
 
-    async def _fetch(self, temp: _TempFile, finished: dict[int, int]) -> int:
+    async def _fetch(self, temp: TempFile, finished: dict[int, int]) -> int:
         """Fetch every range not yet `finished` (number -> CRC32C) into the file; return the
         CRC32C of the whole object."""
         parts, total = self.parts, self.info.size

@@ -17,6 +17,8 @@ import mimetypes
 import os
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +72,8 @@ class _ResumePoint:
     parts: list[Part]  # the interrupted upload's plan: its part size wins
 
 
-def _stat_source(path: Path) -> os.stat_result:
+def check_source(path: Path) -> os.stat_result:
+    """The source's stat, or the usage error that says why it cannot be uploaded."""
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -96,13 +99,36 @@ def _shrank(path: Path) -> LocalIOError:
     )
 
 
-def _check_unchanged(path: Path, before: os.stat_result) -> None:
-    after = path.stat()
-    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+def _check_unchanged(path: Path, before: os.stat_result, *, sent_to: str | None = None) -> None:
+    """Refuse a source that changed since `before` (size, mtime or ctime; or gone).
+
+    Checked before the commit point (CompleteMultipartUpload, or sending the one PutObject),
+    the old object is still intact. `sent_to` names an object already replaced: then the
+    message says what it now holds.
+    """
+    try:
+        after = os.stat(path)
+        changed = (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (
+            before.st_size, before.st_mtime_ns, before.st_ctime_ns,
+        )  # fmt: skip
+    except FileNotFoundError:
+        changed = True
+    if not changed:
+        return
+    if sent_to is None:
         raise LocalIOError(
-            f"source file {path} changed while it was being uploaded",
+            f"source file {path} changed while it was being uploaded; the object was not replaced",
             hint="upload files only once they are complete",
         )
+    raise LocalIOError(
+        f"source file {path} changed after it was read: {sent_to} now holds the file as it was "
+        f"read ({before.st_size} bytes, modified {_when(before)}), not its new content",
+        hint="upload it again once it is complete",
+    )
+
+
+def _when(st: os.stat_result) -> str:
+    return datetime.fromtimestamp(st.st_mtime, UTC).isoformat(timespec="seconds")
 
 
 async def upload_file(
@@ -118,7 +144,7 @@ async def upload_file(
 ) -> TransferResult:
     """Upload `source` to s3://bucket/key under `ssec`."""
     started = time.perf_counter()
-    st = await anyio.to_thread.run_sync(_stat_source, source)
+    st = await anyio.to_thread.run_sync(check_source, source)
     source = await anyio.to_thread.run_sync(source.absolute)  # the journal's identity of it
     fd = await anyio.to_thread.run_sync(_open_source, source)
     try:
@@ -183,7 +209,12 @@ class UploadJob:
                 # A file that changed explains the failure best.
                 await anyio.to_thread.run_sync(_check_unchanged, self.source, self.stat)
                 raise
-        await anyio.to_thread.run_sync(_check_unchanged, self.source, self.stat)
+        # After the commit point: the object holds one consistent read of the file (checked
+        # before sending), but a change since then must not pass as a verified upload.
+        sent_to = f"s3://{self.target.bucket}/{self.target.key}"
+        await anyio.to_thread.run_sync(
+            partial(_check_unchanged, self.source, self.stat, sent_to=sent_to)
+        )
         return written
 
     # -- one PutObject ---------------------------------------------------------------------
@@ -193,6 +224,8 @@ class UploadJob:
         data = os.pread(self.fd, self.size, 0)
         if len(data) != self.size:
             raise _shrank(self.source)
+        # Unchanged since the first stat: the bytes in hand are one consistent read.
+        _check_unchanged(self.source, self.stat)
         algorithm = self.algorithm
         return (
             data,
