@@ -1,17 +1,15 @@
 """Many transfers in one run: what to move (directories, prefixes, manifests) and running it.
 
-Planning is separate from running. The planners turn a directory, an S3 prefix or a manifest
-into `TransferJob`s, mapping paths and keys like `aws s3 cp --recursive`. `run_jobs` runs them
-on one engine, whose scheduler bounds requests and memory for all of them together; a failing
-file is reported and the others go on (unless `fail_fast`).
+Planning is separate from running. The planners turn a directory or an S3 prefix into
+`TransferJob`s, mapping paths and keys like `aws s3 cp --recursive` (a manifest's grammar and
+planning are in `manifest`). `run_jobs` runs them on one engine, whose scheduler bounds
+requests and memory for all of them together; a failing file is reported and the others go
+on (unless `fail_fast`).
 """
 
 from __future__ import annotations
 
-import csv
 import fnmatch
-import io
-import json
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -23,6 +21,14 @@ from typing import Any, Literal
 import anyio
 from anyio.abc import ObjectSendStream
 
+from ssec_transfer.apps.sources import (
+    Found,
+    SourceProblemError,
+    check_source,
+    key_problem,
+    printable,
+    walk_sources,
+)
 from ssec_transfer.core.crc import crc32c, digest_text
 from ssec_transfer.core.errors import (
     ErrorContext,
@@ -34,7 +40,6 @@ from ssec_transfer.core.errors import (
 )
 from ssec_transfer.core.results import TransferResult
 from ssec_transfer.keys.customer import SSECustomerKey
-from ssec_transfer.s3.urls import parse_s3_url
 
 Operation = Literal["upload", "download"]
 FilterRule = tuple[Literal["include", "exclude"], str]
@@ -53,11 +58,16 @@ class TransferJob:
 
     @property
     def source(self) -> str:
-        return str(self.path) if self.operation == "upload" else f"s3://{self.bucket}/{self.key}"
+        """For display: a name's bytes that are not UTF-8 are shown as \\xNN."""
+        return printable(self.path) if self.operation == "upload" else self._url
 
     @property
     def destination(self) -> str:
-        return f"s3://{self.bucket}/{self.key}" if self.operation == "upload" else str(self.path)
+        return self._url if self.operation == "upload" else printable(self.path)
+
+    @property
+    def _url(self) -> str:
+        return f"s3://{self.bucket}/{printable(self.key)}"
 
 
 @dataclass(frozen=True)
@@ -82,7 +92,13 @@ class JobOutcome:
             "seconds": round(self.seconds, 4),
             "error": str(self.error) if self.error else None,
             "exit_code": self.error.exit_code if self.error else 0,
+            "reason": self.reason,
         }
+
+    @property
+    def reason(self) -> str | None:
+        """Why a source could not be sent (`sources.REASONS`); None for other outcomes."""
+        return self.error.reason if isinstance(self.error, SourceProblemError) else None
 
 
 # -- filters -----------------------------------------------------------------------------------
@@ -106,6 +122,86 @@ def _join_key(prefix: str, relative: str) -> str:
     return prefix + relative
 
 
+@dataclass(frozen=True)
+class DirectoryPlan:
+    """A folder to upload. `jobs` holds a job per file to send and, in walk order among them,
+    a job per path that cannot be sent (its `problem` says why: it fails at once, and the run
+    exits 1). `excluded` lists what was left out on purpose, as (relative path, "rule" or
+    "symlink"): reported only at -v and as a count, since `--exclude` may match millions."""
+
+    jobs: list[TransferJob]
+    excluded: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _folder_excluded(rel: str, rules: Sequence[FilterRule]) -> bool:
+    """Whether a folder that could not be entered (unreadable, a loop) holds only excluded
+    paths. Unknowable in general, so true only when the last rule matching everything under it
+    excludes and no include rule comes later: such a folder is reported rather than lost."""
+    probe = rel + "\0"  # stands for any path under the folder
+    matching = [i for i, (_, pattern) in enumerate(rules) if fnmatch.fnmatchcase(probe, pattern)]
+    if not matching or rules[matching[-1]][0] == "include":
+        return False
+    return all(kind == "exclude" for kind, _ in rules[matching[-1] :])
+
+
+def plan_sources(
+    found: Iterable[Found],
+    bucket: str,
+    prefix: str,
+    *,
+    sse_key: SSECustomerKey | None,
+    rules: Sequence[FilterRule] = (),
+) -> DirectoryPlan:
+    """The plan for what a walk of a folder found (`sources.walk_sources`): keys mapped like
+    `aws s3 cp --recursive`, rules applied to the relative paths (to problems as well: an
+    excluded dangling link is excluded), names that cannot be object keys made problems."""
+    jobs: list[TransferJob] = []
+    excluded: list[tuple[str, str]] = []
+    for entry in found:
+        if entry.rel.endswith("/"):
+            wanted = not _folder_excluded(entry.rel, rules)
+        else:
+            wanted = is_included(entry.rel, rules)
+        if not wanted:
+            excluded.append((entry.rel, "rule"))
+            continue
+        issue = entry.problem
+        if issue is not None and issue.reason == "symlink":  # --no-follow-symlinks
+            excluded.append((entry.rel, "symlink"))
+            continue
+        key = _join_key(prefix, entry.rel)
+        issue = issue or key_problem(key)
+        jobs.append(
+            TransferJob(
+                "upload", entry.path, bucket, key, sse_key,
+                size=None if issue else entry.size, problem=issue,
+            )
+        )  # fmt: skip
+    return DirectoryPlan(jobs, excluded)
+
+
+def plan_directory(
+    root: Path,
+    bucket: str,
+    prefix: str,
+    *,
+    sse_key: SSECustomerKey | None,
+    rules: Sequence[FilterRule] = (),
+    follow_symlinks: bool = True,
+) -> DirectoryPlan:
+    """Every path under `root`: regular files to send (symbolic links to files and folders
+    followed unless `follow_symlinks` is False, loops detected), and whatever cannot be sent."""
+    if not root.is_dir():
+        raise UsageError(f"{root} is not a directory", hint="--recursive uploads a directory")
+    try:
+        return plan_sources(
+            walk_sources(root, follow_symlinks=follow_symlinks), bucket, prefix,
+            sse_key=sse_key, rules=rules,
+        )  # fmt: skip
+    except OSError as exc:  # listing `root` itself
+        raise UsageError(f"cannot list {printable(root)}: {exc.strerror or exc}") from None
+
+
 def plan_directory_upload(
     root: Path,
     bucket: str,
@@ -113,29 +209,12 @@ def plan_directory_upload(
     *,
     sse_key: SSECustomerKey | None,
     rules: Sequence[FilterRule] = (),
+    follow_symlinks: bool = True,
 ) -> list[TransferJob]:
-    """Every regular file under `root` (symlinked files followed, directories not)."""
-    if not root.is_dir():
-        raise UsageError(f"{root} is not a directory", hint="--recursive uploads a directory")
-    jobs: list[TransferJob] = []
-    for folder, dirs, files in os.walk(root):
-        dirs.sort()
-        for name in sorted(files):
-            path = Path(folder) / name
-            relative = path.relative_to(root).as_posix()
-            if not is_included(relative, rules) or not path.is_file():
-                continue
-            jobs.append(
-                TransferJob(
-                    "upload",
-                    path,
-                    bucket,
-                    _join_key(prefix, relative),
-                    sse_key,
-                    size=path.stat().st_size,
-                )
-            )
-    return jobs
+    """`plan_directory`'s jobs: the files to send, and a failing job per path that cannot be."""
+    return plan_directory(
+        root, bucket, prefix, sse_key=sse_key, rules=rules, follow_symlinks=follow_symlinks
+    ).jobs
 
 
 def safe_relative(key: str, prefix: str) -> str | None:
@@ -193,86 +272,6 @@ async def plan_prefix_download(
     return jobs
 
 
-@dataclass
-class _KeyCache:
-    """Load each per-entry key file once; remember failures as per-entry problems."""
-
-    loaded: dict[str, SSECustomerKey | SSECTransferError] = field(default_factory=dict)
-
-    def get(self, path: str) -> SSECustomerKey | SSECTransferError:
-        if path not in self.loaded:
-            try:
-                self.loaded[path] = SSECustomerKey.from_file(path)
-            except SSECTransferError as exc:
-                self.loaded[path] = exc
-        return self.loaded[path]
-
-
-def read_manifest(
-    path: Path, *, operation: Operation, default_key: SSECustomerKey | None
-) -> list[TransferJob]:
-    """JSON lines (`{"source": ..., "destination": ..., "key_file": ...}`) or CSV with a header
-    row naming the same columns. `version_id` may be given for downloads."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise UsageError(f"cannot read manifest {path}: {exc.strerror}") from None
-    entries: list[tuple[int, dict[str, str]]] = []
-    if text.lstrip().startswith("{"):
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-            except ValueError as exc:
-                raise UsageError(f"manifest {path} line {number} is not JSON: {exc}") from None
-            if not isinstance(entry, dict):
-                raise UsageError(f"manifest {path} line {number} is not a JSON object")
-            entries.append((number, {k: str(v) for k, v in entry.items() if v is not None}))
-    else:
-        reader = csv.DictReader(io.StringIO(text))
-        entries = [(n + 2, {k: v for k, v in row.items() if v}) for n, row in enumerate(reader)]
-    keys = _KeyCache()
-    jobs = []
-    for number, entry in entries:
-        source, destination = entry.get("source"), entry.get("destination")
-        if not source or not destination:
-            raise UsageError(f"manifest {path} line {number} needs a source and a destination")
-        remote, local = (destination, source) if operation == "upload" else (source, destination)
-        if not remote.startswith("s3://") or local.startswith("s3://"):
-            side = "destination" if operation == "upload" else "source"
-            raise UsageError(
-                f"manifest {path} line {number}: the {side} must be an s3:// URL and the other "
-                f"side a local path for {'put' if operation == 'upload' else 'get'}"
-            )
-        url = parse_s3_url(remote)
-        key_or_error: SSECustomerKey | SSECTransferError | None = default_key
-        if "key_file" in entry:
-            key_or_error = keys.get(entry["key_file"])
-        object_key = url.key
-        if operation == "upload" and (not object_key or object_key.endswith("/")):
-            object_key += Path(local).name
-        size = None
-        if operation == "upload":
-            try:
-                size = os.stat(local).st_size
-            except OSError:
-                size = None
-        jobs.append(
-            TransferJob(
-                operation,
-                Path(local),
-                url.bucket,
-                object_key,
-                key_or_error if isinstance(key_or_error, SSECustomerKey) else None,
-                version_id=entry.get("version_id"),
-                size=size,
-                problem=key_or_error if isinstance(key_or_error, SSECTransferError) else None,
-            )
-        )
-    return jobs
-
-
 # -- running -----------------------------------------------------------------------------------
 
 
@@ -326,6 +325,15 @@ async def _already_there(engine: Any, job: TransferJob) -> bool:
 KeyResolver = Callable[[TransferJob], Awaitable[SSECustomerKey | None]]
 
 
+def _check_upload_source(job: TransferJob) -> None:
+    """Raise `SourceProblemError` for a source that cannot be sent, before any request and
+    without blocking (a manifest may name a FIFO; a planned file may be gone by now)."""
+    check_source(job.path)
+    issue = key_problem(job.key)
+    if issue is not None:
+        raise issue
+
+
 async def _run_one(
     engine: Any,
     job: TransferJob,
@@ -338,6 +346,8 @@ async def _run_one(
     if job.problem is not None:
         return JobOutcome(job, "failed", error=job.problem)
     try:
+        if job.operation == "upload":  # a FIFO, a dangling link, a file gone since planning...
+            await anyio.to_thread.run_sync(_check_upload_source, job)
         if job.sse_key is None and key_resolver is not None and job.operation == "download":
             job = replace(job, sse_key=await key_resolver(job))
         if skip_existing and await _already_there(engine, job):

@@ -2,16 +2,18 @@
 
 Abandoned multipart uploads cost storage and are invisible in listings; stale journal entries
 and temporary download files clutter the disk. This lists them (`--dry-run`) or removes them:
-AbortMultipartUpload on the server, the matching journal rows, and the temporary files.
+AbortMultipartUpload on the server, the matching journal rows, and the temporary files. In a
+local folder it removes the temporary files of downloads that were killed (no live process
+holds them and no resume journal needs them; `transfer.destination`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -19,11 +21,16 @@ import anyio
 from ssec_transfer.core.errors import ErrorContext
 from ssec_transfer.s3.errors import translate
 from ssec_transfer.state.journal import Journal
+from ssec_transfer.transfer.destination import (
+    remove_stale_temp_files,
+    stale_temp_files,
+    unlink_if_unlocked,
+)
 
 
 @dataclass(frozen=True)
 class Leftover:
-    kind: str  # "multipart-upload" or "download-temp"
+    kind: str  # "multipart-upload", "download-temp" (journaled) or "temp-file" (local sweep)
     bucket: str
     key: str
     detail: str  # upload id, or temporary file path
@@ -97,8 +104,8 @@ async def cleanup(
                 continue
             removed = False
             if not dry_run:
-                with contextlib.suppress(FileNotFoundError):
-                    await anyio.to_thread.run_sync(os.unlink, download.temp)
+                if not await anyio.to_thread.run_sync(unlink_if_unlocked, Path(download.temp)):
+                    continue  # a `get --resume` is using it right now
                 await anyio.to_thread.run_sync(journal.forget_download, download.id)
                 removed = True
             found.append(
@@ -108,3 +115,21 @@ async def cleanup(
                 )
             )  # fmt: skip
     return found
+
+
+def _sweep(root: Path, spare: list[str], dry_run: bool) -> list[Path]:
+    found: list[Path] = []
+    for folder, _dirs, _files in os.walk(root):
+        sweep = stale_temp_files if dry_run else remove_stale_temp_files
+        found.extend(sweep(Path(folder), spare))
+    return found
+
+
+async def cleanup_folder(journal: Journal | None, root: Path, *, dry_run: bool) -> list[Leftover]:
+    """Remove (or list) stale temporary download files anywhere under the local `root`."""
+    spare = [d.temp for d in await anyio.to_thread.run_sync(journal.downloads)] if journal else []
+    found = await anyio.to_thread.run_sync(_sweep, root, spare, dry_run)
+    return [
+        Leftover("temp-file", "", "", str(path), None, resumable=False, removed=not dry_run)
+        for path in found
+    ]

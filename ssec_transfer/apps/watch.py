@@ -11,6 +11,10 @@ After a successful upload the file is recorded in a SQLite state file (`watch_st
 restart never sends it again; a file that changes afterwards is sent again (a new version).
 Local files are deleted or moved only after a HEAD with the key confirmed the object. A failed
 upload is reported and retried on a later poll with exponential backoff; the others continue.
+A path that can never be uploaded as it is (a FIFO, socket or device, a dangling symbolic link,
+a link loop, an unreadable file or folder, a name that is not UTF-8, a link to a folder, which
+is not followed) is reported once with its reason (`sources.REASONS`), not retried in a loop;
+it is reported again if it changes, and uploaded once it becomes a readable regular file.
 Setting `stop` ends polling, lets in-flight uploads finish for `drain_timeout` seconds, then
 cancels them (the engine aborts their multipart uploads). Which signals set it is the
 command line's choice (`cli.watch_command`).
@@ -21,7 +25,6 @@ from __future__ import annotations
 import fnmatch
 import logging
 import math
-import os
 import shutil
 import stat
 import time
@@ -33,6 +36,13 @@ from typing import Any, Literal
 import anyio
 from anyio.abc import TaskGroup
 
+from ssec_transfer.apps.sources import (
+    SourceProblemError,
+    check_source,
+    key_problem,
+    printable,
+    walk_sources,
+)
 from ssec_transfer.core.errors import (
     ChecksumUnsupportedError,
     CredentialsError,
@@ -140,6 +150,7 @@ class WatchEvent:
     version_id: str | None = None
     seconds: float = 0.0
     error: str | None = None
+    reason: str | None = None  # a path that cannot be uploaded: why (`sources.REASONS`)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -152,11 +163,14 @@ class WatchSummary:
     """Counts for the end of a run; `failing` lists what a restart will try again."""
 
     uploaded: int = 0
-    failed: int = 0  # failed attempts, including uploads cancelled at shutdown
+    failed: int = 0  # failed attempts (uploads cancelled at shutdown too) and paths not sendable
     skipped: int = 0  # already sent before (state file)
     cancelled: int = 0  # in flight when the drain timeout ran out
+    excluded: int = 0  # distinct paths left out by --include/--exclude
     bytes_uploaded: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)  # paths not sendable, by reason
     failing: list[str] = field(default_factory=list)  # files whose last attempt failed
+    not_sendable: list[str] = field(default_factory=list)  # paths still not sendable at the end
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -202,37 +216,28 @@ def _is_own_file(name: str) -> bool:
     )
 
 
-def _scan(root: Path, include_hidden: bool, skip: frozenset[Path]) -> dict[str, _Stat]:
-    """Every regular file under `root` (symlinked folders are not followed: no loops)."""
+def _scan(
+    root: Path, include_hidden: bool, skip: frozenset[Path]
+) -> tuple[dict[str, _Stat], dict[str, SourceProblemError]]:
+    """Every regular file under `root` (links to files followed, links to folders reported,
+    not followed), and every path that cannot be uploaded, with its problem."""
     found: dict[str, _Stat] = {}
+    problems: dict[str, SourceProblemError] = {}
 
-    def walk(folder: Path, rel: str) -> None:
-        try:
-            with os.scandir(folder) as entries:
-                listed = list(entries)
-        except OSError as exc:
-            if folder == root:
-                raise LocalIOError(f"cannot list {root}: {exc.strerror}") from None
-            log.warning("cannot list %s: %s", folder, exc.strerror)
-            return
-        for entry in listed:
-            if entry.name.startswith(".") and not include_hidden:
-                continue
-            path = Path(entry.path)
-            if path in skip or _is_own_file(entry.name):
-                continue
-            child = f"{rel}{entry.name}"
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    walk(path, child + "/")
-                elif entry.is_file():
-                    st = entry.stat()
-                    found[child] = (st.st_size, st.st_mtime_ns)
-            except OSError:
-                continue  # vanished between listing and stat
+    def prune(rel: str, path: Path) -> bool:
+        name = rel.rsplit("/", 1)[-1]
+        hidden = name.startswith(".") and not include_hidden
+        return hidden or path in skip or _is_own_file(name)
 
-    walk(root, "")
-    return found
+    try:
+        for entry in walk_sources(root, into_linked_folders=False, prune=prune):
+            if entry.problem is None:
+                found[entry.rel] = (entry.size, entry.mtime_ns)
+            elif entry.problem.reason != "vanished":  # deleted between listing and stat
+                problems[entry.rel] = entry.problem
+    except OSError as exc:  # listing `root` itself
+        raise LocalIOError(f"cannot list {root}: {exc.strerror}") from None
+    return found, problems
 
 
 def _paths_to_skip(cfg: WatchConfig) -> frozenset[Path]:
@@ -285,6 +290,10 @@ class _Watcher:
         self.busy: set[str] = set()  # queued or in flight
         self.backoff: dict[str, _Backoff] = {}
         self.announced: dict[str, _Stat] = {}  # files reported as skipped, with that stat
+        # paths reported as not sendable: the reason, and the stat of a file that failed its
+        # check at upload time (None: found by the scan), so each is reported once
+        self.unsendable: dict[str, tuple[str, _Stat | None]] = {}
+        self.excluded: set[str] = set()  # left out by --include/--exclude, for the summary
         self.slots = anyio.CapacityLimiter(config.max_files)
         self.stopping = False
         self.active = 0
@@ -296,7 +305,7 @@ class _Watcher:
 
     async def poll(self, tg: TaskGroup) -> None:
         cfg = self.config
-        files = await anyio.to_thread.run_sync(
+        files, problems = await anyio.to_thread.run_sync(
             _scan, self.root, cfg.include_hidden, self.skip, abandon_on_cancel=True
         )
         now = time.monotonic()
@@ -305,12 +314,23 @@ class _Watcher:
         for gone in self.backoff.keys() - files.keys():
             del self.backoff[gone]
         suffix = cfg.marker_suffix
+        for rel in list(files):
+            issue = key_problem(cfg.object_key(rel))
+            if issue is not None:  # a name that is not UTF-8
+                problems[rel] = issue
+                del files[rel]
+        self._forget_unsendable(files, problems)
+        for rel, issue in sorted(problems.items()):
+            if suffix is not None and rel.endswith(suffix):
+                continue  # a marker, never uploaded itself
+            if self._wanted(rel):
+                self._not_sendable(rel, issue, st=None)
         for rel, st in sorted(files.items()):
             if rel in self.busy:
                 continue
             if suffix is not None and rel.endswith(suffix):
                 continue  # a marker, never uploaded itself
-            if not matches_filters(rel, cfg.include, cfg.exclude):
+            if not self._wanted(rel):
                 continue
             waiting = self.backoff.get(rel)
             if waiting is not None and now < waiting.not_before:
@@ -332,6 +352,26 @@ class _Watcher:
                 ready = now - seen.since >= cfg.settle
             if ready:
                 self._start(tg, self._upload, rel, st)
+
+    def _wanted(self, rel: str) -> bool:
+        """--include/--exclude; a folder (an unreadable one, a link to one) is left out only
+        when an exclude glob matches anything under it."""
+        cfg = self.config
+        if rel.endswith("/"):
+            wanted = not any(fnmatch.fnmatchcase(rel + "\0", g) for g in cfg.exclude)
+        else:
+            wanted = matches_filters(rel, cfg.include, cfg.exclude)
+        if not wanted:
+            self.excluded.add(rel)
+        return wanted
+
+    def _forget_unsendable(
+        self, files: dict[str, _Stat], problems: dict[str, SourceProblemError]
+    ) -> None:
+        """Paths fixed or gone since they were reported: a new problem is reported again."""
+        for rel, (_, st) in list(self.unsendable.items()):
+            if (rel not in problems) if st is None else (rel not in files):
+                del self.unsendable[rel]
 
     def _start(self, tg: TaskGroup, fn: Callable[..., Any], rel: str, *args: Any) -> None:
         self.busy.add(rel)
@@ -368,6 +408,7 @@ class _Watcher:
                 _stat_file, self._marker(path)
             ):
                 raise _Retry
+            await anyio.to_thread.run_sync(check_source, path)  # unreadable? (never blocks)
             result = await self.engine.upload(
                 path, cfg.bucket, cfg.object_key(rel), sse_key=self.key
             )
@@ -382,6 +423,11 @@ class _Watcher:
             await self._apply_on_success(rel)
         except _Retry:
             self.seen.pop(rel, None)
+            return
+        except SourceProblemError as exc:  # checked again once it settles, reported once
+            self.seen.pop(rel, None)
+            if exc.reason != "vanished":
+                self._not_sendable(rel, exc, st=settled)
             return
         except anyio.get_cancelled_exc_class():
             if stored is None:
@@ -402,6 +448,7 @@ class _Watcher:
             self._fail(rel, _describe(exc), started, st=settled)
             return
         self.backoff.pop(rel, None)
+        self.unsendable.pop(rel, None)
         self._uploaded(rel, self._event(rel, "uploaded", record=record, started=started))
 
     async def _store(self, rel: str, settled: _Stat, result: TransferResult) -> UploadRecord | None:
@@ -505,6 +552,26 @@ class _Watcher:
         else:
             log.warning("%s: %s (retry in %.0f s)", rel, message, delay)
 
+    def _not_sendable(self, rel: str, issue: SourceProblemError, *, st: _Stat | None) -> None:
+        """Report a path that cannot be uploaded as it is, once per reason (and stat)."""
+        if self.unsendable.get(rel) == (issue.reason, st):
+            return
+        self.unsendable[rel] = (issue.reason, st)
+        self.summary.failed += 1
+        self.summary.reasons[issue.reason] = self.summary.reasons.get(issue.reason, 0) + 1
+        log.warning("%s: %s (reported once, not retried as it is)", printable(rel), issue)
+        self._emit(
+            WatchEvent(
+                path=printable(rel),
+                bucket=self.config.bucket,
+                object_key=printable(self.config.object_key(rel)),
+                status="failed",
+                size=st[0] if st else None,
+                error=str(issue),
+                reason=issue.reason,
+            )
+        )
+
     def _event(
         self,
         rel: str,
@@ -591,5 +658,7 @@ async def run_watch(
         await state.aclose()
     summary = watcher.summary
     summary.failing = sorted(watcher.backoff)
+    summary.not_sendable = sorted(printable(rel) for rel in watcher.unsendable)
+    summary.excluded = len(watcher.excluded)
     summary.seconds = time.perf_counter() - started
     return summary
