@@ -22,7 +22,12 @@ import anyio
 import botocore.exceptions as bx
 
 from ssec_transfer.core.checksums import MODES, ChecksumPolicy
-from ssec_transfer.core.errors import ChecksumUnsupportedError, ErrorContext, UsageError
+from ssec_transfer.core.errors import (
+    ChecksumUnsupportedError,
+    ErrorContext,
+    NoSuchBucketError,
+    UsageError,
+)
 from ssec_transfer.core.plan import MiB, check_part_size
 from ssec_transfer.core.results import ObjectInfo, ProgressCallback, TransferResult
 from ssec_transfer.core.retry import RetryPolicy
@@ -48,9 +53,14 @@ from ssec_transfer.transfer.copy import (
     rotate_object,
     rotate_prefix,
 )
+from ssec_transfer.transfer.destination import (
+    open_stream,
+    plan_destination,
+    remove_stale_temp_files,
+)
 from ssec_transfer.transfer.download import DownloadOptions, download_file
 from ssec_transfer.transfer.streams import download_to_stream, upload_stream
-from ssec_transfer.transfer.upload import UploadOptions, upload_file
+from ssec_transfer.transfer.upload import UploadOptions, check_source, upload_file
 
 log = logging.getLogger(__name__)
 
@@ -143,12 +153,16 @@ class TransferEngine:
         self._stack: AsyncExitStack | None = None
         self._client: Any = None
         self._checksum = ChecksumPolicy.from_mode(self.config.checksum)
-        self._verified_buckets: set[str] = set()
+        self._verified_buckets: set[str] = set()  # where the server proved it checks checksums
         self.retry_policy = RetryPolicy(
-            max_attempts=self.settings.max_attempts
-        )  # where the server proved it checks checksums
+            max_attempts=self.settings.max_attempts,
+            request_timeout=self.settings.request_timeout,
+        )
         self._disrupted = False  # a transfer failed or was cancelled mid-request
         self._copy_caps: dict[str, str] | None = None  # what copies learned about the server
+        self._swept_folders: set[Path] = set()  # stale temporary files removed here already
+        self._known_buckets: set[str] = set()  # proven to exist (or not refused) this run
+        self._bucket_check = anyio.Lock()
 
     async def __aenter__(self) -> Self:
         self.ledger = await self._open_ledger()
@@ -242,6 +256,8 @@ class TransferEngine:
     ) -> TransferResult:
         """Upload a file under `sse_key`: one PutObject or a parallel multipart upload."""
         client = self._guard(sse_key)
+        await anyio.to_thread.run_sync(check_source, Path(source))  # a usage error comes first
+        await self._require_bucket(bucket)
         await self._require_checksum_support(bucket, sse_key)
         options = self._upload_options(self._resumable())
         with self._note_disruption():
@@ -307,6 +323,34 @@ class TransferEngine:
             with anyio.CancelScope(shield=True):  # the object exists now: always note its key
                 await anyio.to_thread.run_sync(self.ledger.record, self.endpoint_url, result)
 
+    async def _require_bucket(self, bucket: str) -> None:
+        """Before the first write to `bucket`: it must exist. SeaweedFS would create a bucket
+        on the first PutObject where AWS and Ceph answer NoSuchBucket, so a typo would pass
+        in silence. One HEAD per bucket and run; a 403 (write-only credentials) proves
+        nothing, so the write goes ahead and the server has the last word."""
+        async with self._bucket_check:
+            if bucket in self._known_buckets:
+                return
+            ctx = ErrorContext("HeadBucket", bucket)
+            try:
+                async with self.scheduler.request():
+                    await self._require_client().head_bucket(Bucket=bucket)
+            except bx.ClientError as exc:
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if status == 404:
+                    raise NoSuchBucketError(
+                        f"bucket {bucket!r} does not exist; nothing was written",
+                        hint="check the bucket name and the endpoint (buckets are not "
+                        "created by uploads)",
+                        context=ctx,
+                    ) from None
+                if status != 403:
+                    raise translate(exc, ctx, key_sent=False) from exc
+                log.info("HeadBucket %s refused (403): writing without checking it exists", bucket)
+            except (bx.BotoCoreError, OSError) as exc:
+                raise translate(exc, ctx, key_sent=False) from exc
+            self._known_buckets.add(bucket)
+
     async def _require_checksum_support(self, bucket: str, sse_key: SSECustomerKey) -> None:
         """An explicitly requested checksum must really be verified, never silently dropped."""
         algorithm = self._checksum.algorithm
@@ -347,12 +391,25 @@ class TransferEngine:
             self._download_options(self._resumable()),
             expected_digest=await self._recorded_digest(bucket, key),
         )
+        target = await anyio.to_thread.run_sync(plan_destination, Path(dest), key)
+        if target.kind == "stream":  # a device or FIFO: written into, in order
+            writer = await anyio.to_thread.run_sync(open_stream, target.path)
+            try:
+                result = await self.download_stream(
+                    bucket, key, writer, sse_key=sse_key, version_id=version_id,
+                    progress=progress,
+                )  # fmt: skip
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(writer.close)
+            return replace(result, path=str(target.path))
+        await self._sweep_stale_temp_files(target.path.parent)
         with self._note_disruption():
             result = await download_file(
                 client,
                 bucket,
                 key,
-                Path(dest),
+                target,
                 ssec=sse_key,
                 version_id=version_id,
                 options=options,
@@ -361,6 +418,18 @@ class TransferEngine:
             )
         await self._record(result)
         return result
+
+    async def _sweep_stale_temp_files(self, folder: Path) -> None:
+        """Once per folder and run: remove temporary files interrupted downloads left there
+        (a live process's, and those a resume journal still needs, are spared)."""
+        folder = await anyio.to_thread.run_sync(lambda: folder.absolute())
+        if folder in self._swept_folders:
+            return
+        self._swept_folders.add(folder)
+        journaled: list[str] = []
+        if self.journal is not None:
+            journaled = [d.temp for d in await anyio.to_thread.run_sync(self.journal.downloads)]
+        await anyio.to_thread.run_sync(remove_stale_temp_files, folder, journaled)
 
     # -- streams (transfer/streams) ---------------------------------------------------------
 
@@ -377,6 +446,7 @@ class TransferEngine:
         """Upload a byte stream of unknown length (a pipe): parts in bounded buffers, one
         PutObject if it ends below the multipart threshold."""
         client = self._guard(sse_key)
+        await self._require_bucket(bucket)
         await self._require_checksum_support(bucket, sse_key)
         options = self._upload_options(resumable=None)  # a stream cannot be resumed
         with self._note_disruption():
@@ -426,6 +496,7 @@ class TransferEngine:
         self, bucket: str, source_key: SSECustomerKey | None, target_key: SSECustomerKey | None
     ) -> Any:
         client = self._guard(source_key or target_key)
+        await self._require_bucket(bucket)
         if target_key is not None:
             await self._require_checksum_support(bucket, target_key)
         return client
