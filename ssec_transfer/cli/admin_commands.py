@@ -14,6 +14,7 @@ from ssec_transfer.cli import argtypes
 from ssec_transfer.cli.common import engine_for, transfer_config
 from ssec_transfer.cli.options import CommandFactory, Handler, add_connection, add_tuning
 from ssec_transfer.cli.output import print_json
+from ssec_transfer.core.errors import UsageError
 from ssec_transfer.core.units import parse_size
 from ssec_transfer.s3.urls import parse_s3_url
 
@@ -25,11 +26,15 @@ def register(command: CommandFactory) -> None:
         "Find multipart uploads under s3://BUCKET[/PREFIX] that were never completed (they "
         "cost storage and do not show in listings) and interrupted downloads in the local "
         "journal; abort/remove them, or only list them with --dry-run. Uploads the local "
-        "journal knows are marked resumable: `put --resume` could still finish them.\n\n"
+        "journal knows are marked resumable: `put --resume` could still finish them. Given a "
+        "local FOLDER, remove the temporary files (.NAME.ssec-transfer-PID-…) that killed "
+        "downloads left anywhere under it; files a running download holds, or that a "
+        "`--resume` journal still needs, are spared.\n\n"
         "  ssec-transfer cleanup s3://bucket/products/ --dry-run\n"
-        "  ssec-transfer cleanup s3://bucket --older-than 86400",
+        "  ssec-transfer cleanup s3://bucket --older-than 86400\n"
+        "  ssec-transfer cleanup ./downloads",
     )
-    clean.add_argument("target", metavar="s3://BUCKET[/PREFIX]")
+    clean.add_argument("targets", nargs="+", metavar="s3://BUCKET[/PREFIX]|FOLDER")
     clean.add_argument("--dry-run", action="store_true", help="list, remove nothing")
     clean.add_argument(
         "--older-than",
@@ -96,26 +101,40 @@ def _register_tryouts(command: CommandFactory) -> None:
 
 
 async def cmd_cleanup(args: argparse.Namespace) -> int:
-    from ssec_transfer.apps.cleanup import cleanup
+    from ssec_transfer.apps.cleanup import Leftover, cleanup, cleanup_folder
 
-    url = parse_s3_url(args.target)
+    folders = [Path(t) for t in args.targets if not t.startswith("s3://")]
+    for folder in folders:
+        if not folder.is_dir():
+            raise UsageError(
+                f"{folder} is neither an s3:// URL nor a local folder",
+                hint="give s3://BUCKET[/PREFIX] for uploads, a FOLDER for temporary files",
+            )
+    urls = [parse_s3_url(t) for t in args.targets if t.startswith("s3://")]
+    found: list[Leftover] = []
     async with engine_for(args) as engine:
-        found = await cleanup(
-            engine.client,
-            engine.endpoint_url,
-            engine.journal,
-            url.bucket,
-            url.key,
-            dry_run=args.dry_run,
-            older_than=args.older_than,
-        )
+        for url in urls:
+            found += await cleanup(
+                engine.client,
+                engine.endpoint_url,
+                engine.journal,
+                url.bucket,
+                url.key,
+                dry_run=args.dry_run,
+                older_than=args.older_than,
+            )
+        for folder in folders:
+            found += await cleanup_folder(engine.journal, folder, dry_run=args.dry_run)
     for item in found:
         if args.json:
             print_json(item.to_dict())
-        else:
-            action = "removed" if item.removed else "found"
-            note = " (resumable with put --resume)" if item.resumable and not item.removed else ""
-            print(f"{action} {item.kind} s3://{item.bucket}/{item.key} {item.detail}{note}")
+            continue
+        action = "removed" if item.removed else "found"
+        if item.kind == "temp-file":
+            print(f"{action} {item.kind} {item.detail}")
+            continue
+        note = " (resumable with put --resume)" if item.resumable and not item.removed else ""
+        print(f"{action} {item.kind} s3://{item.bucket}/{item.key} {item.detail}{note}")
     verb = "would remove" if args.dry_run else "removed"
     print(f"{verb} {len(found)} leftover(s)", file=sys.stderr)
     return 0

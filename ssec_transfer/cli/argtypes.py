@@ -55,6 +55,14 @@ def seconds(text: str) -> float:
     return value
 
 
+def positive_seconds(text: str) -> float:
+    """A finite number of seconds > 0: a timeout of 0 would mean "wait for ever"."""
+    value = seconds(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a number of seconds > 0")
+    return value
+
+
 def on_success(text: str) -> tuple[OnSuccess, Path | None]:
     """watch's --on-success: keep, delete or move:DIR."""
     if text == "keep":

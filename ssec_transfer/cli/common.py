@@ -24,12 +24,14 @@ from ssec_transfer.s3.client import ConnectionSettings
 log = logging.getLogger("ssec_transfer")
 
 
-def other_key(file: str | None, env: str | None) -> SSECustomerKey | None:
-    """A second key (cp's source key, rotate's new key) from its file or variable."""
+def other_key(file: str | None, env: str | None, *, prefix: str) -> SSECustomerKey | None:
+    """A second key (cp's source key, rotate's new key) from its file or variable, given as
+    --PREFIX-file or --PREFIX-env (`prefix` "source-key" or "new-key", for the messages)."""
     if file:
-        return SSECustomerKey.from_file(file.split("://", 1)[1] if "://" in file else file)
+        path = file.split("://", 1)[1] if "://" in file else file
+        return SSECustomerKey.from_file(path, option=f"--{prefix}-file")
     if env:
-        return SSECustomerKey.from_env(env)
+        return SSECustomerKey.from_env(env, option=f"--{prefix}-env")
     return None
 
 
@@ -102,7 +104,13 @@ def engine_for(args: argparse.Namespace) -> TransferEngine:
         config=transfer_config(args),
         ledger=ledger,
         resume=getattr(args, "resume", False),
-        settings=ConnectionSettings(retry_mode=args.retry_mode, max_attempts=args.max_attempts),
+        settings=ConnectionSettings(
+            retry_mode=args.retry_mode,
+            max_attempts=args.max_attempts,
+            connect_timeout=args.connect_timeout,
+            read_timeout=args.read_timeout,
+            request_timeout=args.request_timeout,
+        ),
     )
 
 

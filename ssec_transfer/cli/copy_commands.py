@@ -131,7 +131,7 @@ def _show_outcome(args: argparse.Namespace) -> Callable[[CopyOutcome], None]:
 
 async def cmd_cp(args: argparse.Namespace) -> int:
     src, dst = parse_s3_url(args.source), parse_s3_url(args.target)
-    source_key = other_key(args.source_key_file, args.source_key_env)
+    source_key = other_key(args.source_key_file, args.source_key_env, prefix="source-key")
     target_key = load_key(args)
     async with engine_for(args) as engine:
         if args.recursive:
@@ -155,7 +155,7 @@ async def cmd_cp(args: argparse.Namespace) -> int:
 
 async def _new_key(args: argparse.Namespace) -> SSECustomerKey:
     """rotate's new key, refused when it exists only in an environment variable."""
-    new_key = other_key(args.new_key_file, args.new_key_env)
+    new_key = other_key(args.new_key_file, args.new_key_env, prefix="new-key")
     assert new_key is not None  # the argument group is required
     if args.new_key_file is None:
         # A key that exists only in an environment variable is one mistake from being lost,

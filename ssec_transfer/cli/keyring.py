@@ -21,6 +21,7 @@ import anyio
 from ssec_transfer.cli.options import CommandFactory, Handler, add_ledger, command_factory, load_key
 from ssec_transfer.cli.output import print_json
 from ssec_transfer.core.errors import NotFoundError, UsageError
+from ssec_transfer.keys.customer import ARGV_HINT
 from ssec_transfer.keys.keyring import (
     Keyring,
     KeyringUsageError,
@@ -29,6 +30,7 @@ from ssec_transfer.keys.keyring import (
 from ssec_transfer.keys.keyring import (
     default_path as default_keyring_path,
 )
+from ssec_transfer.keys.redact import key_form
 from ssec_transfer.s3.urls import parse_s3_url
 from ssec_transfer.state.ledger import Ledger, LedgerEntry
 from ssec_transfer.state.ledger import default_path as default_ledger_path
@@ -345,6 +347,14 @@ async def _ledger_import(args: argparse.Namespace) -> int:
 async def cmd_keyring(args: argparse.Namespace) -> int:
     path = _keyring_path(args)
     action = args.keyring_command
+    if action in ("add", "generate") and key_form(args.name, raw=False) is not None:
+        # A 32-character name is a name; these forms are keys, which would then be printed
+        # and kept in clear as the entry's name.
+        raise UsageError(
+            "the NAME given looks like key material (not repeated here), not a key's name; if "
+            "it is a key, consider it exposed",
+            hint=ARGV_HINT,
+        )
     if action == "add":
         key = await anyio.to_thread.run_sync(load_key, args)
         assert key is not None  # argparse requires --key-file or --key-env

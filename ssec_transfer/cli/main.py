@@ -3,7 +3,8 @@
 Exit codes: 0 success; 1 the transfer failed (network, server, not found, access denied);
 2 rejected before any request (usage, key file, http endpoint, impossible part size);
 3 key problem (wrong key, missing key, key for a plain object, bucket blocks SSE-C);
-130 interrupted.
+128 + the signal's number when a signal stopped it: 130 SIGINT, 143 SIGTERM, 129 SIGHUP
+(`signals` holds the table).
 
 Each command family (options, handlers) lives in its own module; this one puts them together.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -24,13 +26,21 @@ from ssec_transfer.cli import (
     admin_commands,
     copy_commands,
     key_commands,
+    signals,
     transfer_commands,
     watch_command,
 )
-from ssec_transfer.cli.options import EPILOG, Handler, Parser, command_factory
+from ssec_transfer.cli.options import (
+    EPILOG,
+    Handler,
+    Parser,
+    command_factory,
+    typed_key_material,
+)
 from ssec_transfer.cli.output import print_json
 from ssec_transfer.core.errors import SSECTransferError
-from ssec_transfer.core.taskgroups import in_child_task
+from ssec_transfer.keys import redact
+from ssec_transfer.keys.redact import redact_key_material
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,11 +78,24 @@ HANDLERS: dict[str, Handler] = {
 
 def _run(handler: Handler, args: argparse.Namespace) -> int:
     """A sync handler has run when it returns; an async one runs in a child task of one
-    event loop (see `in_child_task`: Ctrl-C must not cut into shielded cleanups)."""
+    event loop that a stop signal cancels (`signals.run_until_signal`)."""
+    signals.install_for_sync_commands()
     outcome = handler(args)
     if isinstance(outcome, int):
         return outcome
-    return anyio.run(in_child_task, lambda: outcome)
+    return anyio.run(signals.run_until_signal, lambda: outcome)
+
+
+def _interrupted(args: argparse.Namespace, signal_name: str, code: int) -> int:
+    if getattr(args, "json", False):
+        print_json({"status": "interrupted", "signal": signal_name, "exit_code": code})
+    if getattr(args, "resume", False):
+        print(f"ssec-transfer: interrupted by {signal_name}; finished parts are kept: run the "
+              "same command again with --resume to continue", file=sys.stderr)  # fmt: skip
+    else:
+        print(f"ssec-transfer: interrupted by {signal_name}; nothing partial was kept",
+              file=sys.stderr)  # fmt: skip
+    return code
 
 
 def _configure_logging(verbosity: int) -> None:
@@ -87,6 +110,16 @@ def _configure_logging(verbosity: int) -> None:
         logging.getLogger("ssec_transfer").setLevel(level)
 
 
+def _scrub(text: str, typed: list[str]) -> str:
+    """The last line of defence before an error is printed: no loaded key, and nothing the
+    user typed that looks like key material (`typed_key_material`), is echoed."""
+    return redact_key_material(redact.redact(text), typed, scan=False)
+
+
+def _scrubbed(error: dict[str, object], typed: list[str]) -> dict[str, object]:
+    return {k: _scrub(v, typed) if isinstance(v, str) else v for k, v in error.items()}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -94,17 +127,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(HANDLERS[args.command], args)
     except SSECTransferError as exc:
+        typed = typed_key_material(sys.argv[1:] if argv is None else argv)
         if getattr(args, "json", False):
-            print_json({"status": "error", **exc.to_dict()})
-        print(f"ssec-transfer: error: {exc}", file=sys.stderr)
+            print_json({"status": "error", **_scrubbed(exc.to_dict(), typed)})
+        print(f"ssec-transfer: error: {_scrub(str(exc), typed)}", file=sys.stderr)
         return exc.exit_code
+    except signals.Interrupted as stop:
+        return _interrupted(args, stop.name, stop.exit_code)
     except KeyboardInterrupt:
-        if getattr(args, "resume", False):
-            print("ssec-transfer: interrupted; finished parts are kept: run the same command "
-                  "again with --resume to continue", file=sys.stderr)  # fmt: skip
-        else:
-            print("ssec-transfer: interrupted; nothing partial was kept", file=sys.stderr)
-        return 130
+        return _interrupted(args, "SIGINT", signals.exit_code(signal.SIGINT))
 
 
 def entry_point() -> NoReturn:

@@ -9,8 +9,9 @@ build on it.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -18,11 +19,14 @@ from ssec_transfer.apps.distributed import DaskCluster
 from ssec_transfer.cli import argtypes
 from ssec_transfer.core.checksums import MODES
 from ssec_transfer.core.errors import KeyFileError, UsageError
+from ssec_transfer.core.retry import CONNECT_TIMEOUT, READ_TIMEOUT, REQUEST_TIMEOUT
 from ssec_transfer.engine import TransferConfig
 from ssec_transfer.keys.customer import ARGV_HINT, SSECustomerKey
+from ssec_transfer.keys.redact import key_form, key_tokens, redact_key_material
 
 EPILOG = """\
-exit codes: 0 ok, 1 transfer failed, 2 rejected before any request, 3 key problem, 130 interrupted
+exit codes: 0 ok, 1 transfer failed, 2 rejected before any request, 3 key problem,
+130/143/129 stopped by SIGINT/SIGTERM/SIGHUP (after aborting uploads, removing temp files)
 
 Keys are never accepted on the command line (every user can read argv with `ps`):
 give --key-file FILE (32 raw bytes or their base64) or --key-env NAME (base64).
@@ -38,9 +42,48 @@ Handler = Callable[[argparse.Namespace], int | Awaitable[int]]
 
 
 class Parser(argparse.ArgumentParser):
+    """argparse, with key material kept out of its error messages ("unrecognized arguments:
+    KEY", "ambiguous option: --key=KEY"): each parser remembers the arguments it was given
+    (subcommands parse their share through `parse_known_args` too) to redact them."""
+
+    _given: tuple[str, ...] = ()
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        given = list(sys.argv[1:] if args is None else args)
+        self._given = tuple(given)
+        return super().parse_known_args(given, namespace)
+
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        cleaned = redact_key_material(message, typed_key_material(self._given))
+        self.exit(2, f"{self.prog}: error: {cleaned}\n")
+
+
+def typed_key_material(argv: Sequence[str]) -> list[str]:
+    """What the user typed that looks like key material, for redaction wherever an error
+    would echo it: an argument or `--option=VALUE` value of any key form, or a hex or base64
+    key inside one (`dir/KEY`).
+
+    Exempt: what exists as a path, and s3:// URLs (an object's name is the user's to choose).
+    The 32-character form, which text of any kind may have, counts only for a whole value
+    without "/" (so no path or URL), never for a whole `--option=VALUE`."""
+    candidates: list[tuple[str, bool]] = []
+    for arg in argv:
+        if arg.startswith("-") and "=" in arg:
+            value = arg.split("=", 1)[1]
+            candidates += [(arg, False), (value, "/" not in value)]
+        else:
+            candidates.append((arg, "/" not in arg))
+    found: list[str] = []
+    for value, raw in candidates:
+        if value.startswith("s3://") or os.path.lexists(value):
+            continue
+        if key_form(value, raw=raw) is not None:
+            found.append(value)
+        found.extend(key_tokens(value))
+    return found
 
 
 def command_factory(sub: Any, *, epilog: str | None = EPILOG) -> CommandFactory:
@@ -78,6 +121,32 @@ def add_connection(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="attempts per request (botocore) and per part body (default 5)",
     )
+    g.add_argument(
+        "--connect-timeout",
+        type=argtypes.positive_seconds,
+        default=CONNECT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"per attempt: to open the connection, TLS handshake included "
+        f"(default {CONNECT_TIMEOUT:g})",
+    )
+    g.add_argument(
+        "--read-timeout",
+        type=argtypes.positive_seconds,
+        default=READ_TIMEOUT,
+        metavar="SECONDS",
+        help=f"per attempt: the longest the server may stay silent, whether before its answer, "
+        f"between two reads of a body, or before taking the next slice of an upload "
+        f"(default {READ_TIMEOUT:g})",
+    )
+    g.add_argument(
+        "--request-timeout",
+        type=argtypes.positive_seconds,
+        default=REQUEST_TIMEOUT,
+        metavar="SECONDS",
+        help=f"per request, across its attempts: no new attempt once it has gone this long "
+        f"without progress (a byte moved or an answer); a part that keeps moving is never cut, "
+        f"so a silent server is reported after about this long (default {REQUEST_TIMEOUT:g})",
+    )
 
 
 def add_key(p: argparse.ArgumentParser, *, required: bool) -> None:
@@ -104,7 +173,7 @@ def load_key(args: argparse.Namespace) -> SSECustomerKey | None:
     if getattr(args, "sse_c_key", None):
         value: str = args.sse_c_key
         if value.startswith(("fileb://", "file://")):
-            return SSECustomerKey.from_file(value.split("://", 1)[1])
+            return SSECustomerKey.from_file(value.split("://", 1)[1], option="--sse-c-key")
         raise KeyFileError(
             "--sse-c-key takes only fileb://PATH here; a key typed on the command line has "
             "been visible to every user of this machine and should be considered exposed",
@@ -114,9 +183,9 @@ def load_key(args: argparse.Namespace) -> SSECustomerKey | None:
         path: str = args.key_file
         if path.startswith(("fileb://", "file://")):
             path = path.split("://", 1)[1]
-        return SSECustomerKey.from_file(path)
+        return SSECustomerKey.from_file(path, option="--key-file")
     if getattr(args, "key_env", None):
-        return SSECustomerKey.from_env(args.key_env)
+        return SSECustomerKey.from_env(args.key_env, option="--key-env")
     return None
 
 
@@ -163,6 +232,16 @@ def add_bulk(p: argparse.ArgumentParser) -> None:
         dest="filters",
         metavar="GLOB",
         help="with --recursive: exclude paths matching GLOB",
+    )
+    g.add_argument(
+        "--follow-symlinks",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="put --recursive: follow symbolic links to files and folders, as aws does "
+        "(default; a link back to a folder that contains it is reported as a loop); "
+        "--no-follow-symlinks leaves every link out on purpose, counted as excluded. "
+        "A path that cannot be sent (dangling link, loop, FIFO/socket/device, unreadable, "
+        "vanished, name not UTF-8) is reported with its reason and makes the exit code 1",
     )
     g.add_argument(
         "--manifest",

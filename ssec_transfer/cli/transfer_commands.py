@@ -7,6 +7,9 @@ bulk runner here is what both directions share.
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import stat
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,12 +24,13 @@ from ssec_transfer.apps.bulk import (
     JobOutcome,
     Operation,
     TransferJob,
-    plan_directory_upload,
+    plan_directory,
     plan_prefix_download,
-    read_manifest,
     run_jobs,
 )
 from ssec_transfer.apps.distributed import DaskCluster, DaskOutcomes, run_jobs_distributed
+from ssec_transfer.apps.manifest import read_manifest
+from ssec_transfer.apps.sources import printable
 from ssec_transfer.cli import argtypes
 from ssec_transfer.cli import keyring as keyring_cli
 from ssec_transfer.cli.common import (
@@ -59,6 +63,10 @@ from ssec_transfer.keys.resolve import resolve_key
 from ssec_transfer.s3.urls import parse_s3_url
 
 Jobs = list[TransferJob] | Callable[[TransferEngine], Awaitable[list[TransferJob]]]
+# Why `put --recursive` left a path out on purpose (listed at -v, counted in the summary).
+EXCLUDED_WHY = {"rule": "by --include/--exclude", "symlink": "symbolic link, --no-follow-symlinks"}
+
+log = logging.getLogger(__name__)
 
 
 def register(command: CommandFactory) -> None:
@@ -67,7 +75,11 @@ def register(command: CommandFactory) -> None:
         "upload files, encrypted by the server under your key",
         "Upload SRC to s3://BUCKET/KEY under SSE-C. A KEY ending in / (or no KEY) appends "
         "SRC's file name. Large files go as a parallel multipart upload; on any failure or "
-        "Ctrl-C the upload is aborted and an existing object of that name stays untouched.\n\n"
+        "Ctrl-C the upload is aborted and an existing object of that name stays untouched. "
+        "With --recursive or --manifest, every path that cannot be sent (dangling link, link "
+        "loop, FIFO/socket/device, unreadable, vanished, name not UTF-8) is listed as failed "
+        "with its reason and makes the exit code 1, while the other files go on; paths "
+        "left out by --exclude or --no-follow-symlinks are counted as excluded.\n\n"
         "  ssec-transfer put data.nc s3://bucket/products/ --key-file sse-c.key \\\n"
         "      --endpoint-url https://s3.example.com\n"
         "  ssec-transfer put products/ s3://bucket/l1/ --recursive --exclude '*.tmp' "
@@ -95,7 +107,11 @@ def register(command: CommandFactory) -> None:
         "download objects",
         "Download s3://BUCKET/KEY to DEST with parallel ranged GETs pinned to one version. "
         "DEST is replaced atomically, only once every byte arrived; on failure it is left "
-        "untouched. An existing directory as DEST receives the object under its base name.\n\n"
+        "untouched. An existing directory as DEST receives the object under its base name. "
+        "A replaced file keeps its mode and owner; a symbolic link is followed (the file it "
+        "points to is replaced, the link stays; a dangling one is refused); /dev/null, a "
+        "character device or a FIFO is written into; the run's key file, keyring and ledger "
+        "are refused.\n\n"
         "  ssec-transfer get s3://bucket/products/data.nc data.nc --key-file sse-c.key\n"
         "  ssec-transfer get s3://bucket/l1/ products/ --recursive --key-file sse-c.key\n"
         "  ssec-transfer get s3://bucket/stream.bin - --key-file sse-c.key | consumer",
@@ -124,6 +140,25 @@ def register(command: CommandFactory) -> None:
 
 
 # -- one object ----------------------------------------------------------------------------------
+
+
+def _refuse_non_file(source: Path) -> None:
+    """`put SRC`: a folder or a special file is refused before any request (a FIFO would be
+    waited on forever); a missing SRC is left to the upload's own message."""
+    try:
+        mode = os.stat(source).st_mode
+    except OSError:
+        return
+    if stat.S_ISDIR(mode):
+        raise UsageError(f"{source} is a directory", hint="add --recursive to upload its files")
+    if stat.S_ISFIFO(mode):
+        raise UsageError(
+            f"{source} is a FIFO (named pipe), not a regular file",
+            hint=f"to upload what a program writes into it: ssec-transfer put - "
+            f"s3://BUCKET/KEY < {source}",
+        )
+    if not stat.S_ISREG(mode):
+        raise UsageError(f"{source} is not a regular file (a socket or a device)")
 
 
 async def _transfer_one(
@@ -162,17 +197,19 @@ async def cmd_put(args: argparse.Namespace) -> int:
             lambda _: f"uploaded stdin to {url}",
         )  # fmt: skip
     if args.recursive:
-        jobs = await anyio.to_thread.run_sync(
+        plan = await anyio.to_thread.run_sync(
             partial(
-                plan_directory_upload, Path(args.source), url.bucket, url.key,
+                plan_directory, Path(args.source), url.bucket, url.key,
                 sse_key=require_key(key, "put"), rules=args.filters or (),
+                follow_symlinks=args.follow_symlinks,
             )
         )  # fmt: skip
-        return await _run_bulk(args, jobs, cluster)
+        for relative, why in plan.excluded:
+            log.info("excluded (%s): %s", EXCLUDED_WHY[why], printable(relative))
+        return await _run_bulk(args, plan.jobs, cluster, excluded=len(plan.excluded))
     file_key = require_key(key, "put")
     source = Path(args.source)
-    if await anyio.Path(source).is_dir():
-        raise UsageError(f"{source} is a directory", hint="add --recursive to upload its files")
+    await anyio.to_thread.run_sync(_refuse_non_file, source)
     object_key = url.key
     if not object_key or object_key.endswith("/"):
         object_key += source.name
@@ -328,17 +365,23 @@ class _Tally:
     counts: dict[str, int] = field(default_factory=lambda: {"ok": 0, "skipped": 0, "failed": 0})
     moved: int = 0
     failures: list[JobOutcome] = field(default_factory=list)
+    reasons: dict[str, int] = field(default_factory=dict)  # failed sources, by why not sent
 
     def add(self, outcome: JobOutcome) -> None:
         self.counts[outcome.status] += 1
         if outcome.status == "failed":
             self.failures.append(outcome)
+            if outcome.reason is not None:
+                self.reasons[outcome.reason] = self.reasons.get(outcome.reason, 0) + 1
         elif outcome.result:
             self.moved += outcome.result.size
 
 
-async def _run_bulk(args: argparse.Namespace, jobs: Jobs, cluster: DaskCluster | None) -> int:
-    """Run many transfers with one display; JSON lines per object and a summary line."""
+async def _run_bulk(
+    args: argparse.Namespace, jobs: Jobs, cluster: DaskCluster | None, *, excluded: int = 0
+) -> int:
+    """Run many transfers with one display; JSON lines per object and a summary line.
+    `excluded`: paths the plan left out on purpose, for the summary."""
     started = time.perf_counter()
     tally = _Tally()
     async with engine_for(args) as engine:
@@ -357,7 +400,8 @@ async def _run_bulk(args: argparse.Namespace, jobs: Jobs, cluster: DaskCluster |
         finally:
             display.close()
         stats = outcomes if isinstance(outcomes, DaskOutcomes) else engine.scheduler.stats()
-    return _summarize(args, len(planned), tally, stats, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return _summarize(args, len(planned), tally, stats, seconds, excluded=excluded)
 
 
 def _summarize(
@@ -366,8 +410,13 @@ def _summarize(
     tally: _Tally,
     stats: SchedulerStats | DaskOutcomes,
     seconds: float,
+    *,
+    excluded: int = 0,
 ) -> int:
-    """The summary line (and JSON line) of a bulk run, then each failure; the exit code."""
+    """The summary line (and JSON line) of a bulk run, then each failure; the exit code.
+
+    Sources that could not be sent are failures (exit 1), broken down by reason; paths left
+    out on purpose (--exclude, --no-follow-symlinks) are only counted, as "excluded"."""
     counts, moved = tally.counts, tally.moved
     not_run = files - sum(counts.values())
     summary = {
@@ -375,6 +424,8 @@ def _summarize(
         "files": files,
         **counts,
         "not_run": not_run,
+        "excluded": excluded,
+        "reasons": dict(sorted(tally.reasons.items())),
         "bytes": moved,
         "seconds": round(seconds, 3),
         "mib_per_s": round(moved / 1048576 / seconds, 2) if seconds > 0 else 0.0,
@@ -383,9 +434,12 @@ def _summarize(
     }
     if args.json:
         print_json(summary)
+    why = ", ".join(f"{n} {r.replace('-', ' ')}" for r, n in sorted(tally.reasons.items()))
     print(
         f"{counts['ok']} transferred, {counts['skipped']} skipped, {counts['failed']} failed"
+        + (f" ({why})" if why else "")
         + (f", {not_run} not run" if not_run else "")
+        + (f", {excluded} excluded" if excluded else "")
         + f" ({moved / 1048576:.1f} MiB in {seconds:.2f} s)",
         file=sys.stderr,
     )

@@ -1,17 +1,14 @@
 """`watch`: the ingestion loop as a command, stopped by signals.
 
 The options become a `WatchConfig` here; the process's signals are the CLI's business too, so
-the first SIGINT/SIGTERM drains `apps.watch.run_watch` and a second one aborts it.
+the first SIGINT/SIGTERM/SIGHUP drains `apps.watch.run_watch` and a second one aborts it.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-from collections.abc import Callable, Sequence
-from functools import partial
 from pathlib import Path
 
 import anyio
@@ -36,7 +33,7 @@ from ssec_transfer.cli.options import (
     load_key,
 )
 from ssec_transfer.cli.output import print_json
-from ssec_transfer.core.taskgroups import task_group
+from ssec_transfer.cli.signals import graceful_stop
 from ssec_transfer.engine import TransferEngine
 from ssec_transfer.keys.customer import SSECustomerKey
 from ssec_transfer.s3.urls import parse_s3_url
@@ -54,7 +51,11 @@ def register(command: CommandFactory) -> None:
         "s3://BUCKET/PREFIX/ + its relative path. A state file remembers what was sent, so "
         "a restart sends nothing twice. Optionally delete or move each local file after the "
         "upload is verified. Ctrl-C or SIGTERM stops polling and lets in-flight uploads "
-        "finish (up to --drain-timeout); a second Ctrl-C aborts them.\n\n"
+        "finish (up to --drain-timeout); a second Ctrl-C aborts them. Links to files are "
+        "followed, links to folders are not. A path that cannot be uploaded (FIFO, socket, "
+        "device, dangling or looping link, link to a folder, unreadable file or folder, name "
+        "not UTF-8) is reported once with its reason, not retried in a loop; the exit code is "
+        "1 if such a path, or a file whose last upload failed, remains at the end.\n\n"
         "  ssec-transfer watch /data/outbox s3://bucket/l1/ --key-file sse-c.key \\\n"
         "      --include '*.nc' --on-success move:/data/sent --json",
     )
@@ -190,27 +191,6 @@ def config_from_args(args: argparse.Namespace) -> WatchConfig:
     return config
 
 
-async def stop_on_signals(
-    stop: anyio.Event,
-    *,
-    abort: Callable[[], None] | None = None,
-    signals: Sequence[signal.Signals] = (signal.SIGINT, signal.SIGTERM),
-) -> None:
-    """Set `stop` at the first SIGINT/SIGTERM; call `abort` at the next one.
-
-    Run it as a task beside `run_watch` and cancel it when `run_watch` returns.
-    """
-    with anyio.open_signal_receiver(*signals) as received:
-        async for signum in received:
-            name = signal.Signals(signum).name
-            if not stop.is_set():
-                log.warning("%s: finishing uploads in flight, then stopping (again: abort)", name)
-                stop.set()
-            elif abort is not None:
-                log.warning("%s: aborting uploads in flight", name)
-                abort()
-
-
 async def run_watch_until_signal(
     engine: TransferEngine,
     config: WatchConfig,
@@ -218,20 +198,24 @@ async def run_watch_until_signal(
     *,
     on_result: EventCallback | None = None,
 ) -> WatchSummary:
-    """`run_watch` that stops cleanly on SIGINT/SIGTERM.
+    """`run_watch` that drains on the first stop signal (SIGINT, SIGTERM, SIGHUP).
 
-    A second signal cancels the uploads in flight at once (their multipart uploads are
-    aborted, the state file is closed) and then raises KeyboardInterrupt, so the CLI exits 130.
+    The next signal cancels the uploads in flight at once (their multipart uploads are
+    aborted, the state file is closed) and the command ends with that signal's exit code
+    (`cli.signals`).
     """
     stop = anyio.Event()
-    summary: WatchSummary | None = None
-    async with task_group() as tg:
-        tg.start_soon(partial(stop_on_signals, stop, abort=tg.cancel_scope.cancel))
-        summary = await run_watch(engine, config, sse_key, on_result=on_result, stop=stop)
-        tg.cancel_scope.cancel()
-    if summary is None:
-        raise KeyboardInterrupt
-    return summary
+
+    def drain(signal_name: str) -> None:
+        log.warning(
+            "%s: finishing uploads in flight (up to %g s), then stopping; again: abort them",
+            signal_name,
+            config.drain_timeout,
+        )
+        stop.set()
+
+    with graceful_stop(drain):
+        return await run_watch(engine, config, sse_key, on_result=on_result, stop=stop)
 
 
 async def cmd_watch(args: argparse.Namespace) -> int:
@@ -249,7 +233,9 @@ async def cmd_watch(args: argparse.Namespace) -> int:
         summary = await run_watch_until_signal(engine, config, key, on_result=show)
     if args.json:
         print_json({"status": "summary", **summary.to_dict()})
-    return 0
+    # Not sent for a reason other than --include/--exclude: a file whose last attempt failed,
+    # or a path that cannot be uploaded as it is (FIFO, dangling link, unreadable, ...).
+    return 1 if summary.failing or summary.not_sendable else 0
 
 
 HANDLERS: dict[str, Handler] = {"watch": cmd_watch}

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import filecmp
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -179,3 +182,180 @@ def test_download_refuses_keys_that_escape_dest(
     assert (out / "ok.bin").read_bytes() == b"x"
     assert not (tmp_path / "evil.bin").exists()
     assert not (tmp_path / "deep" / "evil.bin").exists()
+
+
+# -- every source accounted for ------------------------------------------------------------------
+
+
+def _without_permission_override() -> None:
+    """In the child, before exec: as root, give up CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH,
+    so a folder or file of mode 000 is unreadable to the CLI as to any other user."""
+    if os.geteuid() != 0:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def _run_cli_unprivileged(
+    *args: str | os.PathLike[str], env: dict[str, str], timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """`run_cli` where permissions apply even to root (the suite may run as root)."""
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "ssec_transfer", *map(str, args)],
+            env=env, capture_output=True, text=True, timeout=timeout, check=False,
+            preexec_fn=_without_permission_override,  # only prctl: safe before exec
+        )  # fmt: skip
+    except subprocess.SubprocessError as exc:
+        if isinstance(exc, subprocess.TimeoutExpired):
+            raise
+        pytest.skip(f"cannot drop root's permission override here: {exc}")
+
+
+def _messy_tree(root: Path) -> dict[str, bytes]:
+    """Good files (returned, by object key suffix) beside one of each path that cannot be sent."""
+    good = {"a.bin": os.urandom(1500), "sub/b.bin": os.urandom(2500)}
+    for name, data in good.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    (root / "dangling").symlink_to("/nonexistent-volume/product.nc")
+    (root / "sub" / "up").symlink_to(root)
+    os.mkfifo(root / "pipe")
+    (root / "locked").mkdir()
+    (root / "locked" / "secret.bin").write_bytes(b"never read")
+    (root / "locked").chmod(0)
+    (root / os.fsdecode(b"caf\xe9.bin")).write_bytes(b"latin-1 name")
+    (root / "skip.tmp").write_bytes(b"excluded on purpose")
+    (root / "linked.bin").symlink_to(root / "a.bin")  # followed, as aws does
+    good["linked.bin"] = good["a.bin"]
+    return good
+
+
+def test_put_recursive_reports_every_path_it_cannot_send(
+    tmp_path: Path, bucket: str, server_env: dict[str, str], key_file, admin
+) -> None:  # type: ignore[no-untyped-def]
+    key_path, key = key_file
+    tree = tmp_path / "tree"
+    good = _messy_tree(tree)
+    try:
+        up = _run_cli_unprivileged(
+            "put", tree, f"s3://{bucket}/m/", "--recursive", "--exclude", "*.tmp",
+            "--key-file", key_path, "--json", env=server_env, timeout=120,
+        )  # fmt: skip
+    finally:
+        (tree / "locked").chmod(0o700)
+    assert up.returncode == 1, up.stderr
+    rows, summary = _lines(up.stdout)
+    reasons = {r["source"][len(str(tree)) + 1 :]: r["reason"] for r in rows if r["reason"]}
+    assert reasons == {
+        "dangling": "dangling-link",
+        "sub/up": "loop",
+        "pipe": "special-file",
+        "locked": "unreadable",
+        "caf\\xe9.bin": "not-encodable",
+    }
+    for row in rows:
+        if row["reason"]:
+            assert (row["status"], row["exit_code"]) == ("failed", 1)
+            assert row["error"].startswith(
+                {"dangling-link": "dangling symbolic link: ", "loop": "symbolic link loop: ",
+                 "special-file": "special file: ", "unreadable": "unreadable: ",
+                 "not-encodable": "not encodable as an object key: "}[row["reason"]]
+            )  # fmt: skip
+    assert (summary["ok"], summary["failed"], summary["excluded"]) == (3, 5, 1)
+    assert summary["reasons"] == {
+        "dangling-link": 1, "loop": 1, "not-encodable": 1, "special-file": 1, "unreadable": 1,
+    }  # fmt: skip
+    # The human lines: the summary with the reasons, and each path with its reason.
+    counted = (
+        "3 transferred, 0 skipped, 5 failed (1 dangling link, 1 loop, 1 not encodable, "
+        "1 special file, 1 unreadable), 1 excluded"
+    )
+    assert counted in up.stderr
+    dangling = (
+        f"failed: {tree / 'dangling'}: dangling symbolic link: its target "
+        "/nonexistent-volume/product.nc does not exist"
+    )
+    assert dangling in up.stderr
+    assert f"failed: {tree / 'locked'}: unreadable: cannot list the folder" in up.stderr
+    assert "put - s3://BUCKET/KEY < FIFO" in up.stderr
+    # The good files arrived, whole; nothing else did.
+    keys = sorted(o["Key"] for o in admin.list_objects_v2(Bucket=bucket)["Contents"])
+    assert keys == sorted(f"m/{name}" for name in good)
+    for name, data in good.items():
+        got = admin.get_object(Bucket=bucket, Key=f"m/{name}", **sse_params(key))["Body"]
+        assert got.read() == data
+
+
+def test_no_follow_symlinks_leaves_links_out_on_purpose(
+    tmp_path: Path, bucket: str, server_env: dict[str, str], key_file, admin
+) -> None:  # type: ignore[no-untyped-def]
+    key_path, _ = key_file
+    tree = tmp_path / "tree"
+    random_file(tree / "real" / "a.bin", 100)
+    (tree / "dangling").symlink_to(tree / "gone")
+    (tree / "file-link").symlink_to(tree / "real" / "a.bin")
+    (tree / "folder-link").symlink_to(tree / "real")
+    up = run_cli(
+        "-v", "put", tree, f"s3://{bucket}/n/", "--recursive", "--no-follow-symlinks",
+        "--key-file", key_path, "--json", env=server_env,
+    )  # fmt: skip
+    assert up.returncode == 0, up.stderr
+    rows, summary = _lines(up.stdout)
+    assert [r["destination"] for r in rows] == [f"s3://{bucket}/n/real/a.bin"]
+    assert (summary["ok"], summary["failed"], summary["excluded"]) == (1, 0, 3)
+    assert "1 transferred, 0 skipped, 0 failed, 3 excluded" in up.stderr
+    assert "excluded (symbolic link, --no-follow-symlinks): dangling" in up.stderr  # at -v
+    keys = [o["Key"] for o in admin.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert keys == ["n/real/a.bin"]
+
+
+def test_manifest_entries_that_cannot_be_sent_fail_with_their_reason(
+    tmp_path: Path, bucket: str, server_env: dict[str, str], key_file, admin
+) -> None:  # type: ignore[no-untyped-def]
+    key_path, _ = key_file
+    good = random_file(tmp_path / "good.bin", 3000)
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone.bin")
+    locked = random_file(tmp_path / "locked.bin", 10)
+    locked.chmod(0)
+    sources = {
+        good: None,
+        tmp_path / "pipe": "special-file",  # opening it would wait for a writer forever
+        tmp_path / "dangling": "dangling-link",
+        locked: "unreadable",
+        tmp_path: "directory",
+        tmp_path / "never-there.bin": "vanished",
+    }
+    manifest = tmp_path / "up.jsonl"
+    manifest.write_text(
+        "".join(
+            json.dumps({"source": str(s), "destination": f"s3://{bucket}/q/{i}"}) + "\n"
+            for i, s in enumerate(sources)
+        )
+    )
+    up = _run_cli_unprivileged(
+        "put", "--manifest", manifest, "--key-file", key_path, "--json", env=server_env,
+        timeout=120,
+    )  # fmt: skip
+    assert up.returncode == 1, up.stderr
+    rows, summary = _lines(up.stdout)
+    assert {Path(r["source"]): r["reason"] for r in rows} == sources
+    assert (summary["ok"], summary["failed"]) == (1, 5)
+    assert [o["Key"] for o in admin.list_objects_v2(Bucket=bucket)["Contents"]] == ["q/0"]
+
+
+def test_put_of_a_fifo_is_refused_before_any_request(
+    tmp_path: Path, bucket: str, server_env: dict[str, str], key_file
+) -> None:  # type: ignore[no-untyped-def]
+    key_path, _ = key_file
+    os.mkfifo(tmp_path / "pipe")
+    result = run_cli(
+        "put", tmp_path / "pipe", f"s3://{bucket}/p", "--key-file", key_path,
+        env=server_env, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "is a FIFO (named pipe), not a regular file" in result.stderr
+    assert f"ssec-transfer put - s3://BUCKET/KEY < {tmp_path / 'pipe'}" in result.stderr

@@ -19,6 +19,8 @@ import anyio
 import pytest
 
 from ssec_transfer import SSECustomerKey, TransferConfig, TransferEngine
+from ssec_transfer.apps import watch as watch_module
+from ssec_transfer.apps.sources import problem
 from ssec_transfer.apps.watch import (
     WatchConfig,
     WatchEvent,
@@ -367,6 +369,78 @@ async def test_failed_upload_is_reported_and_retried_later(
     assert session.summary is not None
     assert (session.summary.uploaded, session.summary.failed) == (2, 1)
     assert session.summary.failing == []
+
+
+async def test_paths_that_cannot_be_uploaded_are_reported_once_with_their_reason(
+    tmp_path: Path,
+    bucket: str,
+    admin: Any,
+    engine_kwargs: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    key = SSECustomerKey.generate()
+    root, other = tmp_path / "in", tmp_path / "other"
+    other.mkdir()
+    config = WatchConfig(directory=root, bucket=bucket, settle=0.2, exclude=("skip/*",), **FAST)
+    await write(root / "good.bin", b"good")
+    await write(root / "locked.bin", b"unreadable for now")
+    await write(other / "x.bin", b"elsewhere")
+    os.mkfifo(root / "pipe.bin")  # opening it would wait for a writer forever
+    (root / "later.bin").symlink_to(tmp_path / "not-yet.bin")  # dangling, for now
+    (root / "linked").symlink_to(other)  # a link to a folder: not followed
+    (root / os.fsdecode(b"caf\xe9.bin")).write_bytes(b"latin-1 name")
+    (root / "skip").mkdir()
+    os.mkfifo(root / "skip" / "pipe")  # excluded on purpose: counted, not reported
+    # Root reads any file, so make one unreadable where the watcher checks it.
+    locked = {str(root / "locked.bin")}
+    real_check = watch_module.check_source
+
+    def check(path: Path) -> None:
+        if str(path) in locked:
+            raise problem("unreadable", "Permission denied")
+        real_check(path)
+
+    monkeypatch.setattr(watch_module, "check_source", check)
+    expected = {
+        "caf\\xe9.bin": "not-encodable",
+        "later.bin": "dangling-link",
+        "linked/": "symlink",
+        "locked.bin": "unreadable",
+        "pipe.bin": "special-file",
+    }
+
+    def reported() -> dict[str, str | None]:
+        return {e.path: e.reason for _, e in session.events if e.status == "failed"}
+
+    async with TransferEngine(**engine_kwargs) as engine:
+        session = Session(engine, config, key)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(session.run)
+            await session.wait_for(
+                lambda: session.paths("uploaded") == ["good.bin"] and reported() == expected
+            )
+            await anyio.sleep(1.5)  # many polls and settle periods: no report repeats
+            assert len(session.paths("failed")) == len(expected)
+            # Fixed, they go up like any file: the link's target appears, the file opens.
+            await write(tmp_path / "not-yet.bin", b"here now")
+            locked.clear()
+            await session.wait_for(lambda: len(session.paths("uploaded")) == 3)
+            session.stop.set()
+
+    assert session.paths("uploaded") == ["good.bin", "later.bin", "locked.bin"]
+    assert len(session.paths("failed")) == len(expected)
+    events = {e.path: e for _, e in session.events if e.status == "failed"}
+    assert events["pipe.bin"].error is not None
+    assert events["pipe.bin"].error.startswith("special file: a FIFO (named pipe)")
+    assert "not-yet.bin does not exist" in (events["later.bin"].error or "")
+    assert events["caf\\xe9.bin"].object_key == "caf\\xe9.bin"  # printable, also in JSON
+    assert await object_keys(admin, bucket) == ["good.bin", "later.bin", "locked.bin"]
+    summary = session.summary
+    assert summary is not None
+    assert (summary.uploaded, summary.failed, summary.excluded) == (3, 5, 1)
+    assert summary.reasons == dict.fromkeys(expected.values(), 1)
+    assert summary.not_sendable == ["caf\\xe9.bin", "linked/", "pipe.bin"]  # exit code 1
+    assert summary.failing == []
 
 
 class SignallingEngine(TransferEngine):

@@ -24,7 +24,8 @@ assert len(KEY) == len(NEW) == 32
 
 
 def _forms(raw: bytes) -> list[bytes]:
-    return [raw, base64.b64encode(raw), repr(raw).encode()]
+    b64, urlsafe = base64.b64encode(raw).rstrip(b"="), base64.urlsafe_b64encode(raw).rstrip(b"=")
+    return [raw, b64, urlsafe, raw.hex().encode(), repr(raw).encode()]  # unpadded: either way
 
 
 def _write_key(path: Path, raw: bytes) -> Path:
@@ -53,6 +54,7 @@ def test_no_key_in_any_output_or_file(
     big = random_file(work / "tree" / "big.bin", 11 * 1024 * 1024)
     url = f"s3://{bucket}"
     k = ["--key-file", key_path]
+    b64 = base64.urlsafe_b64encode(NEW).decode()
     runs: list[list[object]] = [
         ["put", small, f"{url}/small.bin", *k, "--json"],
         ["put", big, f"{url}/big.bin", *k, "--part-size", "5MiB", "--resume"],
@@ -70,6 +72,17 @@ def test_no_key_in_any_output_or_file(
         ["cleanup", f"{url}/", "--dry-run", "--json"],
         ["put", small, f"{url}/x", "--key-file", KEY.decode()],
         ["put", small, f"{url}/x", "--sse-c-key", KEY.decode()],
+        # key material typed where a name belongs, or where nothing does (refused, not echoed)
+        ["put", small, f"{url}/x", "--key-env", b64, "--json"],
+        ["put", small, f"{url}/x", "--key-file", KEY.hex(), "--json"],
+        ["get", f"{url}/small.bin", work / "o.bin", "--key-env", KEY.decode(), "--json"],
+        ["cp", f"{url}/small.bin", f"{url}/c.bin", "--source-key-env", b64, "--json"],
+        ["rotate", f"{url}/small.bin", *k, "--new-key-env", b64, "--json"],
+        ["rotate", f"{url}/small.bin", *k, "--new-key-file", b64, "--json"],
+        ["keyring", "add", "typed", "--key-env", b64],
+        ["get", f"{url}/small.bin", work / "o.bin", f"--key={b64}", "--json"],
+        ["get", f"{url}/small.bin", work / "o.bin", b64, "--json"],
+        ["head", b64],
     ]  # fmt: skip
     outputs: list[bytes] = []
     for args in runs:
@@ -96,6 +109,7 @@ def test_no_key_in_any_output_or_file(
     combined = b"\n".join(outputs)
     assert b"botocore" in combined  # the wire logs really were on
     assert b"x-amz-server-side-encryption-customer-key" in combined.lower()
+    assert combined.count(b"this looks like key material") >= 8  # every typed key refused
     assert b'"status": "uploaded"' in out  # watch did its job
     for raw in (KEY, NEW):
         for form in _forms(raw):
