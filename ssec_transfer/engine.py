@@ -13,22 +13,22 @@ import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Self, TypeVar
 
 import anyio
 import botocore.exceptions as bx
 
-from ssec_transfer.core.checksums import MODES, ChecksumPolicy
+from ssec_transfer.core.checksums import ChecksumPolicy
+from ssec_transfer.core.config import TransferConfig as TransferConfig
 from ssec_transfer.core.errors import (
     ChecksumUnsupportedError,
     ErrorContext,
     NoSuchBucketError,
     UsageError,
 )
-from ssec_transfer.core.plan import MiB, check_part_size
 from ssec_transfer.core.results import ObjectInfo, ProgressCallback, TransferResult
 from ssec_transfer.core.retry import RetryPolicy
 from ssec_transfer.core.scheduler import Scheduler
@@ -42,53 +42,19 @@ from ssec_transfer.state.journal import Journal, Resumable
 from ssec_transfer.state.journal import default_path as default_journal_path
 from ssec_transfer.state.ledger import Ledger
 from ssec_transfer.state.ledger import default_path as default_ledger_path
-from ssec_transfer.transfer.copy import (
-    CopyOptions,
-    CopyOutcome,
-    CopyResult,
-    Via,
-    copy_object,
-    copy_prefix,
-    rotate_all_versions,
-    rotate_object,
-    rotate_prefix,
-)
 from ssec_transfer.transfer.destination import (
     open_stream,
     plan_destination,
     remove_stale_temp_files,
 )
 from ssec_transfer.transfer.download import DownloadOptions, download_file
-from ssec_transfer.transfer.streams import download_to_stream, upload_stream
 from ssec_transfer.transfer.upload import UploadOptions, check_source, upload_file
 
+if TYPE_CHECKING:
+    # Imported where used: a put or get does not load the copy family or the stream paths.
+    from ssec_transfer.transfer.copy import CopyOptions, CopyOutcome, CopyResult, Via
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TransferConfig:
-    """Tuning knobs. Defaults come from benchmarks on a 2-core machine (see README)."""
-
-    concurrency: int = 8  # requests in flight
-    part_size: int | None = None  # explicit multipart part size; None lets the planner choose
-    preferred_part_size: int = 8 * MiB  # starting point of the planner
-    multipart_threshold: int = 8 * MiB  # below this, one PutObject / one GetObject
-    max_memory: int = 64 * MiB  # budget for part buffers in flight, whatever the file size
-    checksum: str = "auto"  # see ssec_transfer.core.checksums: auto, crc32c, crc32, sha256, none
-
-    def validate(self) -> None:
-        if self.concurrency < 1:
-            raise UsageError("concurrency must be at least 1")
-        if self.part_size is not None:
-            check_part_size(0, self.part_size)
-        if self.multipart_threshold < 1:
-            raise UsageError("the multipart threshold must be at least 1 byte")
-        if self.max_memory < 1 * MiB:
-            raise UsageError("the memory budget must be at least 1 MiB")
-        if self.checksum not in MODES:
-            raise UsageError(
-                f"unknown checksum {self.checksum!r}", hint=f"choose one of {', '.join(MODES)}"
-            )
 
 
 _Store = TypeVar("_Store", Ledger, Journal)
@@ -449,8 +415,10 @@ class TransferEngine:
         await self._require_bucket(bucket)
         await self._require_checksum_support(bucket, sse_key)
         options = self._upload_options(resumable=None)  # a stream cannot be resumed
+        from ssec_transfer.transfer import streams
+
         with self._note_disruption():
-            result = await upload_stream(
+            result = await streams.upload_stream(
                 client, reader, bucket, key, ssec=sse_key, options=options,
                 scheduler=self.scheduler, expected_size=expected_size, progress=progress,
             )  # fmt: skip
@@ -471,8 +439,10 @@ class TransferEngine:
         bounded reorder window."""
         client = self._guard(sse_key)
         options = self._download_options(resumable=None)  # a stream cannot be resumed
+        from ssec_transfer.transfer import streams
+
         with self._note_disruption():
-            return await download_to_stream(
+            return await streams.download_to_stream(
                 client, bucket, key, writer, ssec=sse_key, version_id=version_id,
                 options=options, scheduler=self.scheduler, progress=progress,
             )  # fmt: skip
@@ -480,6 +450,8 @@ class TransferEngine:
     # -- copies, rotation, listings (transfer/copy, s3/listing) -----------------------------
 
     def _copy_options(self) -> CopyOptions:
+        from ssec_transfer.transfer.copy import CopyOptions
+
         if self._copy_caps is None:
             self._copy_caps = dict(load_cached(self.endpoint_url))
         cfg = self.config
@@ -523,8 +495,10 @@ class TransferEngine:
         """Server-side copy (or a streamed one where the server refuses), re-encrypting from
         `source_key` to `target_key`; returns only once the copy is read back and verified."""
         client = await self._copy_guard(dst_bucket, source_key, target_key)
+        from ssec_transfer.transfer import copy as copies
+
         with self._note_disruption():
-            result = await copy_object(
+            result = await copies.copy_object(
                 client, self.scheduler, src_bucket, src_key, dst_bucket, dst_key,
                 source_key=source_key, target_key=target_key, version_id=version_id, via=via,
                 options=self._copy_options(), progress=progress,
@@ -545,8 +519,10 @@ class TransferEngine:
         on_outcome: Callable[[CopyOutcome], None] | None = None,
     ) -> list[CopyOutcome]:
         client = await self._copy_guard(dst_bucket, source_key, target_key)
+        from ssec_transfer.transfer import copy as copies
+
         with self._note_disruption():
-            outcomes = await copy_prefix(
+            outcomes = await copies.copy_prefix(
                 client, self.scheduler, src_bucket, src_prefix, dst_bucket, dst_prefix,
                 source_key=source_key, target_key=target_key, via=via,
                 options=self._copy_options(), on_outcome=on_outcome,
@@ -568,8 +544,10 @@ class TransferEngine:
         """Re-encrypt an object in place under `new_key`; the old object stays intact until
         the new one is verified (and, unless versioning keeps it, the old key then fails)."""
         client = await self._copy_guard(bucket, old_key, new_key)
+        from ssec_transfer.transfer import copy as copies
+
         with self._note_disruption():
-            result = await rotate_object(
+            result = await copies.rotate_object(
                 client, self.scheduler, bucket, key, old_key=old_key, new_key=new_key,
                 version_id=version_id, via=via, options=self._copy_options(),
                 delete_old_versions=delete_old_versions, progress=progress,
@@ -588,8 +566,10 @@ class TransferEngine:
         delete_old_versions: bool = False,
     ) -> list[CopyOutcome]:
         client = await self._copy_guard(bucket, old_key, new_key)
+        from ssec_transfer.transfer import copy as copies
+
         with self._note_disruption():
-            outcomes = await rotate_all_versions(
+            outcomes = await copies.rotate_all_versions(
                 client, self.scheduler, bucket, key, old_key=old_key, new_key=new_key, via=via,
                 options=self._copy_options(), delete_old_versions=delete_old_versions,
             )  # fmt: skip
@@ -608,8 +588,10 @@ class TransferEngine:
         on_outcome: Callable[[CopyOutcome], None] | None = None,
     ) -> list[CopyOutcome]:
         client = await self._copy_guard(bucket, old_key, new_key)
+        from ssec_transfer.transfer import copy as copies
+
         with self._note_disruption():
-            outcomes = await rotate_prefix(
+            outcomes = await copies.rotate_prefix(
                 client, self.scheduler, bucket, prefix, old_key=old_key, new_key=new_key,
                 all_versions=all_versions, via=via, options=self._copy_options(),
                 delete_old_versions=delete_old_versions, on_outcome=on_outcome,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from ssec_transfer.core.units import parse_size
 
 if TYPE_CHECKING:
-    from ssec_transfer.apps.watch import OnSuccess
+    from ssec_transfer.apps.watch_config import OnSuccess
 
 
 def size(text: str) -> int:

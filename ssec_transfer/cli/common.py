@@ -1,7 +1,9 @@
 """What the command handlers share: the parsed arguments turned into a key, a transfer
 configuration, an engine and a Dask cluster, and one way to print results.
 
-This is where a Namespace becomes typed values: nothing below the CLI reads one.
+This is where a Namespace becomes typed values: nothing below the CLI reads one. The engine,
+Dask and the key classes are imported by the functions that make them, so the commands that
+build on this module still register (and `--help` runs) without loading them.
 """
 
 from __future__ import annotations
@@ -10,16 +12,17 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from ssec_transfer.apps.distributed import DaskCluster
 from ssec_transfer.cli import keyring as keyring_cli
 from ssec_transfer.cli.output import print_json
+from ssec_transfer.core.config import TransferConfig
 from ssec_transfer.core.errors import UsageError
-from ssec_transfer.engine import TransferConfig, TransferEngine
-from ssec_transfer.keys.customer import SSECustomerKey
-from ssec_transfer.keys.resolve import resolve_key
-from ssec_transfer.s3.client import ConnectionSettings
+
+if TYPE_CHECKING:
+    from ssec_transfer.apps.distributed import DaskCluster
+    from ssec_transfer.engine import TransferEngine
+    from ssec_transfer.keys.customer import SSECustomerKey
 
 log = logging.getLogger("ssec_transfer")
 
@@ -27,6 +30,8 @@ log = logging.getLogger("ssec_transfer")
 def other_key(file: str | None, env: str | None, *, prefix: str) -> SSECustomerKey | None:
     """A second key (cp's source key, rotate's new key) from its file or variable, given as
     --PREFIX-file or --PREFIX-env (`prefix` "source-key" or "new-key", for the messages)."""
+    from ssec_transfer.keys.customer import SSECustomerKey
+
     if file:
         path = file.split("://", 1)[1] if "://" in file else file
         return SSECustomerKey.from_file(path, option=f"--{prefix}-file")
@@ -72,6 +77,8 @@ async def key_for_object(
     keyring = await keyring_cli.keyring_from_args(args)
     if keyring is None:
         return None
+    from ssec_transfer.keys.resolve import resolve_key
+
     return await resolve_key(
         engine, bucket, key, version_id, keyring, max_tries=args.keyring_max_tries
     )
@@ -91,6 +98,9 @@ def transfer_config(args: argparse.Namespace) -> TransferConfig:
 
 
 def engine_for(args: argparse.Namespace) -> TransferEngine:
+    from ssec_transfer.engine import TransferEngine
+    from ssec_transfer.s3.client import ConnectionSettings
+
     ledger: Path | Literal["default"] | None = "default"
     if getattr(args, "no_ledger", False):
         ledger = None
@@ -120,6 +130,8 @@ def dask_cluster(args: argparse.Namespace) -> DaskCluster | None:
     local = getattr(args, "dask_local", None)
     if address is None and local is None:
         return None
+    from ssec_transfer.apps.distributed import DaskCluster
+
     batch = getattr(args, "dask_batch_size", None) or DaskCluster.max_batch_bytes
     return DaskCluster(address=address, local_workers=local, max_batch_bytes=batch)
 

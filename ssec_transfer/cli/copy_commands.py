@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ssec_transfer.cli import keyring as keyring_cli
 from ssec_transfer.cli.common import (
@@ -31,9 +32,11 @@ from ssec_transfer.cli.options import (
 )
 from ssec_transfer.cli.output import print_json
 from ssec_transfer.core.errors import UsageError
-from ssec_transfer.keys.customer import SSECustomerKey
 from ssec_transfer.s3.urls import parse_s3_url
-from ssec_transfer.transfer.copy import CopyOutcome
+
+if TYPE_CHECKING:
+    from ssec_transfer.keys.customer import SSECustomerKey
+    from ssec_transfer.transfer.copy import CopyOutcome
 
 
 def register(command: CommandFactory) -> None:

@@ -11,7 +11,6 @@ from pathlib import Path
 from ssec_transfer.cli import keyring as keyring_cli
 from ssec_transfer.cli.options import CommandFactory, Handler
 from ssec_transfer.core.errors import UsageError
-from ssec_transfer.keys.customer import SSECustomerKey
 
 
 def register_keygen(command: CommandFactory) -> None:
@@ -30,6 +29,8 @@ def register_ledger_and_keyring(sub: object, command: CommandFactory) -> None:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
+    from ssec_transfer.keys.customer import SSECustomerKey
+
     path = Path(args.path)
     if path.exists() or path.is_symlink():
         raise UsageError(

@@ -3,7 +3,8 @@ encrypted at rest.
 
 `add_commands(sub, command)` adds both to the main parser and returns their handlers, keyed by
 the top-level command name, for `cli.main` to run. Listings show names and fingerprints only;
-nothing here prints, logs or accepts a key on the command line.
+nothing here prints, logs or accepts a key on the command line. anyio, the keyring and the
+ledger (SQLite) are imported by the handlers that use them: adding the parsers loads neither.
 """
 
 from __future__ import annotations
@@ -14,26 +15,17 @@ import sys
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, TextIO
-
-import anyio
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ssec_transfer.cli.options import CommandFactory, Handler, add_ledger, command_factory, load_key
 from ssec_transfer.cli.output import print_json
 from ssec_transfer.core.errors import NotFoundError, UsageError
-from ssec_transfer.keys.customer import ARGV_HINT
-from ssec_transfer.keys.keyring import (
-    Keyring,
-    KeyringUsageError,
-    read_passphrase,
-)
-from ssec_transfer.keys.keyring import (
-    default_path as default_keyring_path,
-)
 from ssec_transfer.keys.redact import key_form
 from ssec_transfer.s3.urls import parse_s3_url
-from ssec_transfer.state.ledger import Ledger, LedgerEntry
-from ssec_transfer.state.ledger import default_path as default_ledger_path
+
+if TYPE_CHECKING:
+    from ssec_transfer.keys.keyring import Keyring
+    from ssec_transfer.state.ledger import Ledger, LedgerEntry
 
 _SHOWN_OBJECTS = 20  # objects named in a refusal message; the rest are counted
 
@@ -212,14 +204,22 @@ def _when(ts: float) -> str:
 
 
 def _ledger_path(args: argparse.Namespace) -> Path:
+    from ssec_transfer.state.ledger import default_path as default_ledger_path
+
     return Path(args.ledger) if getattr(args, "ledger", None) else default_ledger_path()
 
 
 def _keyring_path(args: argparse.Namespace) -> Path:
+    from ssec_transfer.keys.keyring import default_path as default_keyring_path
+
     return Path(args.keyring_file) if args.keyring_file else default_keyring_path()
 
 
 async def _existing_ledger(args: argparse.Namespace) -> Ledger:
+    import anyio
+
+    from ssec_transfer.state.ledger import Ledger
+
     path = _ledger_path(args)
     if not await anyio.Path(path).is_file():
         raise UsageError(
@@ -232,6 +232,9 @@ async def _existing_ledger(args: argparse.Namespace) -> Ledger:
 async def open_keyring(path: Path, *, create: bool = False) -> Keyring:
     """Unlock (or, with `create`, make when missing) the keyring at `path`, off the event loop:
     scrypt is deliberately slow and the prompt blocks."""
+    import anyio
+
+    from ssec_transfer.keys.keyring import Keyring, read_passphrase
 
     def unlock() -> Keyring:
         if create and not path.exists():
@@ -261,6 +264,8 @@ async def cmd_ledger(args: argparse.Namespace) -> int:
 
 
 async def _ledger_show(args: argparse.Namespace) -> int:
+    import anyio
+
     url = parse_s3_url(args.target)
     if not url.key or url.key.endswith("/"):
         raise UsageError(f"{args.target} names no object", hint="write s3://BUCKET/KEY")
@@ -291,6 +296,8 @@ async def _ledger_show(args: argparse.Namespace) -> int:
 
 
 async def _ledger_export(args: argparse.Namespace) -> int:
+    import anyio
+
     ledger = await _existing_ledger(args)
     if args.to is None:
         count = await anyio.to_thread.run_sync(_export_to, ledger, sys.stdout)
@@ -320,6 +327,10 @@ def _export_file(ledger: Ledger, path: Path) -> int:
 
 
 async def _ledger_import(args: argparse.Namespace) -> int:
+    import anyio
+
+    from ssec_transfer.state.ledger import Ledger
+
     def read() -> list[str]:
         if args.file == "-":
             return sys.stdin.readlines()
@@ -345,6 +356,10 @@ async def _ledger_import(args: argparse.Namespace) -> int:
 
 
 async def cmd_keyring(args: argparse.Namespace) -> int:
+    import anyio
+
+    from ssec_transfer.keys.customer import ARGV_HINT
+
     path = _keyring_path(args)
     action = args.keyring_command
     if action in ("add", "generate") and key_form(args.name, raw=False) is not None:
@@ -386,6 +401,11 @@ async def cmd_keyring(args: argparse.Namespace) -> int:
 
 
 async def _keyring_remove(args: argparse.Namespace, path: Path) -> int:
+    import anyio
+
+    from ssec_transfer.keys.keyring import KeyringUsageError
+    from ssec_transfer.state.ledger import Ledger
+
     keyring = await open_keyring(path)
     fingerprint = (await anyio.to_thread.run_sync(keyring.get, args.name)).fingerprint
     needed: list[LedgerEntry] = []

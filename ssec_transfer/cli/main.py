@@ -7,6 +7,8 @@ Exit codes: 0 success; 1 the transfer failed (network, server, not found, access
 (`signals` holds the table).
 
 Each command family (options, handlers) lives in its own module; this one puts them together.
+Building the parser imports nothing heavy (no engine, aiobotocore, anyio or SQLite): each
+handler imports what its command needs when it runs, so `--version` and `--help` are quick.
 """
 
 from __future__ import annotations
@@ -19,14 +21,11 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-import anyio
-
 from ssec_transfer import __version__
 from ssec_transfer.cli import (
     admin_commands,
     copy_commands,
     key_commands,
-    signals,
     transfer_commands,
     watch_command,
 )
@@ -79,10 +78,14 @@ HANDLERS: dict[str, Handler] = {
 def _run(handler: Handler, args: argparse.Namespace) -> int:
     """A sync handler has run when it returns; an async one runs in a child task of one
     event loop that a stop signal cancels (`signals.run_until_signal`)."""
+    from ssec_transfer.cli import signals
+
     signals.install_for_sync_commands()
     outcome = handler(args)
     if isinstance(outcome, int):
         return outcome
+    import anyio
+
     return anyio.run(signals.run_until_signal, lambda: outcome)
 
 
@@ -124,6 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
+    from ssec_transfer.cli import signals  # anyio: only once a command runs
+
     try:
         return _run(HANDLERS[args.command], args)
     except SSECTransferError as exc:

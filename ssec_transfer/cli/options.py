@@ -3,7 +3,8 @@ the key options back out of the parsed arguments.
 
 One definition per group keeps the same flag spelled, defaulted and explained the same way in
 every command that takes it. Nothing here imports `cli.keyring` or `cli.common`, so both can
-build on it.
+build on it; nor the engine, Dask or a key's class: building the parser (`--help`,
+`--version`) stays cheap.
 """
 
 from __future__ import annotations
@@ -13,16 +14,17 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from ssec_transfer.apps.distributed import DaskCluster
 from ssec_transfer.cli import argtypes
 from ssec_transfer.core.checksums import MODES
+from ssec_transfer.core.config import TransferConfig
 from ssec_transfer.core.errors import KeyFileError, UsageError
 from ssec_transfer.core.retry import CONNECT_TIMEOUT, READ_TIMEOUT, REQUEST_TIMEOUT
-from ssec_transfer.engine import TransferConfig
-from ssec_transfer.keys.customer import ARGV_HINT, SSECustomerKey
 from ssec_transfer.keys.redact import key_form, key_tokens, redact_key_material
+
+if TYPE_CHECKING:
+    from ssec_transfer.keys.customer import SSECustomerKey
 
 EPILOG = """\
 exit codes: 0 ok, 1 transfer failed, 2 rejected before any request, 3 key problem,
@@ -168,6 +170,8 @@ def load_key(args: argparse.Namespace) -> SSECustomerKey | None:
     """The key from --key-file, --key-env or --sse-c-key fileb://PATH; None without one.
 
     Read with getattr: `keyring add` has only --key-file/--key-env, not the AWS CLI spellings."""
+    from ssec_transfer.keys.customer import ARGV_HINT, SSECustomerKey
+
     if getattr(args, "sse_c", None) not in (None, "AES256"):
         raise UsageError("SSE-C supports only AES256")
     if getattr(args, "sse_c_key", None):
@@ -294,7 +298,7 @@ def _add_dask(group: argparse._ArgumentGroup) -> None:
         "--dask-batch-size",
         type=argtypes.size,
         metavar="SIZE",
-        default=DaskCluster.max_batch_bytes,
+        default=None,  # `DaskCluster.max_batch_bytes`, filled in by `common.dask_cluster`
         help="with --dask/--dask-local: at most this many bytes per batch (default 4GiB)",
     )
 

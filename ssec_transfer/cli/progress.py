@@ -1,17 +1,45 @@
-"""A tqdm progress bar in bytes on stderr, fed by the engine's progress callbacks."""
+"""A tqdm progress bar in bytes on stderr, fed by the engine's progress callbacks.
+
+tqdm is imported only for a bar that is shown: a run without one (stderr not a terminal,
+--no-progress) does not load it.
+"""
 
 from __future__ import annotations
 
 import sys
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-from tqdm import tqdm
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 
-def _byte_bar(description: str, total: int | None, *, enabled: bool) -> tqdm[Any]:
+class _Hidden:
+    """The part of tqdm's interface the displays use, for a bar that is not shown."""
+
+    def __init__(self, total: int | None) -> None:
+        self.total = total
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def refresh(self) -> None:
+        pass
+
+    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _byte_bar(description: str, total: int | None, *, enabled: bool) -> tqdm[Any] | _Hidden:
     """A bar counting bytes in KiB/MiB/GiB on stderr, as wide as the terminal, left on screen
     when done: the look every progress display of the CLI shares."""
+    if not enabled:
+        return _Hidden(total)
+    from tqdm import tqdm
+
     return tqdm(
         desc=description,
         total=total,
@@ -19,7 +47,6 @@ def _byte_bar(description: str, total: int | None, *, enabled: bool) -> tqdm[Any
         unit_scale=True,
         unit_divisor=1024,
         file=sys.stderr,
-        disable=not enabled,
         dynamic_ncols=True,
         leave=True,
     )

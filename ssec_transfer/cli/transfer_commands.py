@@ -1,7 +1,9 @@
 """`put`, `get` and `head`: moving objects between this machine and S3.
 
 One file, a stream or many files (--recursive, --manifest, optionally on a Dask cluster); the
-bulk runner here is what both directions share.
+bulk runner here is what both directions share. Each handler imports what its path needs (the
+engine through `cli.common`, the bulk planner, Dask, the progress bar), so registering these
+commands, and `--help`, import none of it.
 """
 
 from __future__ import annotations
@@ -17,20 +19,8 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import anyio
-
-from ssec_transfer.apps.bulk import (
-    JobOutcome,
-    Operation,
-    TransferJob,
-    plan_directory,
-    plan_prefix_download,
-    run_jobs,
-)
-from ssec_transfer.apps.distributed import DaskCluster, DaskOutcomes, run_jobs_distributed
-from ssec_transfer.apps.manifest import read_manifest
-from ssec_transfer.apps.sources import printable
 from ssec_transfer.cli import argtypes
 from ssec_transfer.cli import keyring as keyring_cli
 from ssec_transfer.cli.common import (
@@ -53,16 +43,19 @@ from ssec_transfer.cli.options import (
     load_key,
 )
 from ssec_transfer.cli.output import print_json
-from ssec_transfer.cli.progress import BulkProgress, ProgressBar
 from ssec_transfer.core.errors import UnexpectedKeyError, UsageError
-from ssec_transfer.core.results import TransferResult
-from ssec_transfer.core.scheduler import SchedulerStats
-from ssec_transfer.engine import TransferEngine
-from ssec_transfer.keys.customer import SSECustomerKey
-from ssec_transfer.keys.resolve import resolve_key
 from ssec_transfer.s3.urls import parse_s3_url
 
-Jobs = list[TransferJob] | Callable[[TransferEngine], Awaitable[list[TransferJob]]]
+if TYPE_CHECKING:
+    from ssec_transfer.apps.bulk import JobOutcome, Operation, TransferJob
+    from ssec_transfer.apps.distributed import DaskCluster, DaskOutcomes
+    from ssec_transfer.cli.progress import ProgressBar
+    from ssec_transfer.core.results import TransferResult
+    from ssec_transfer.core.scheduler import SchedulerStats
+    from ssec_transfer.engine import TransferEngine
+    from ssec_transfer.keys.customer import SSECustomerKey
+
+    Jobs = list[TransferJob] | Callable[[TransferEngine], Awaitable[list[TransferJob]]]
 # Why `put --recursive` left a path out on purpose (listed at -v, counted in the summary).
 EXCLUDED_WHY = {"rule": "by --include/--exclude", "symlink": "symbolic link, --no-follow-symlinks"}
 
@@ -168,6 +161,8 @@ async def _transfer_one(
     summary: Callable[[TransferResult], str],
 ) -> int:
     """Run one transfer under a progress bar and report it."""
+    from ssec_transfer.cli.progress import ProgressBar
+
     with ProgressBar(label, enabled=progress_enabled(args)) as bar:
         async with engine_for(args) as engine:
             result = await work(engine, bar)
@@ -197,6 +192,11 @@ async def cmd_put(args: argparse.Namespace) -> int:
             lambda _: f"uploaded stdin to {url}",
         )  # fmt: skip
     if args.recursive:
+        import anyio
+
+        from ssec_transfer.apps.bulk import plan_directory
+        from ssec_transfer.apps.sources import printable
+
         plan = await anyio.to_thread.run_sync(
             partial(
                 plan_directory, Path(args.source), url.bucket, url.key,
@@ -207,6 +207,8 @@ async def cmd_put(args: argparse.Namespace) -> int:
         for relative, why in plan.excluded:
             log.info("excluded (%s): %s", EXCLUDED_WHY[why], printable(relative))
         return await _run_bulk(args, plan.jobs, cluster, excluded=len(plan.excluded))
+    import anyio
+
     file_key = require_key(key, "put")
     source = Path(args.source)
     await anyio.to_thread.run_sync(_refuse_non_file, source)
@@ -234,6 +236,8 @@ async def cmd_get(args: argparse.Namespace) -> int:
         url_key, dest = url.key, Path(args.dest)
 
         async def plan(engine: TransferEngine) -> list[TransferJob]:
+            from ssec_transfer.apps.bulk import plan_prefix_download
+
             return await plan_prefix_download(
                 engine.client, url.bucket, url_key, dest, sse_key=key, rules=args.filters or ()
             )
@@ -289,6 +293,10 @@ async def _run_manifest(
     positionals `positionals` must be empty; `key` is the default for lines without one."""
     if any(getattr(args, n) for n in positionals):
         raise UsageError("--manifest names every source and destination; give no others")
+    import anyio
+
+    from ssec_transfer.apps.manifest import read_manifest
+
     jobs = await anyio.to_thread.run_sync(
         partial(read_manifest, args.manifest, operation=operation, default_key=key)
     )
@@ -324,6 +332,8 @@ async def _keyring_resolver(
     keyring = await keyring_cli.keyring_from_args(args)
     if keyring is None:
         return None
+    from ssec_transfer.keys.resolve import resolve_key
+
     ring = keyring
 
     async def resolve(job: TransferJob) -> SSECustomerKey | None:
@@ -347,10 +357,14 @@ async def _runner(
 ) -> AbstractAsyncContextManager[AsyncIterator[JobOutcome]]:
     """The jobs' outcomes as they finish: on the Dask cluster, else on this machine."""
     if cluster is not None:
+        from ssec_transfer.apps.distributed import run_jobs_distributed
+
         return run_jobs_distributed(
             engine, planned, cluster=cluster, fail_fast=args.fail_fast,
             skip_existing=args.skip_existing, max_files=args.max_files, on_bytes=on_bytes,
         )  # fmt: skip
+    from ssec_transfer.apps.bulk import run_jobs
+
     return run_jobs(
         engine, planned, fail_fast=args.fail_fast, skip_existing=args.skip_existing,
         max_files=args.max_files, on_bytes=on_bytes,
@@ -382,6 +396,8 @@ async def _run_bulk(
 ) -> int:
     """Run many transfers with one display; JSON lines per object and a summary line.
     `excluded`: paths the plan left out on purpose, for the summary."""
+    from ssec_transfer.cli.progress import BulkProgress
+
     started = time.perf_counter()
     tally = _Tally()
     async with engine_for(args) as engine:
@@ -399,7 +415,11 @@ async def _run_bulk(
                         print_json(outcome.to_dict())
         finally:
             display.close()
-        stats = outcomes if isinstance(outcomes, DaskOutcomes) else engine.scheduler.stats()
+        stats: SchedulerStats | DaskOutcomes = engine.scheduler.stats()
+        if cluster is not None:  # what the Dask workers' schedulers saw
+            from ssec_transfer.apps.distributed import DaskOutcomes
+
+            stats = outcomes if isinstance(outcomes, DaskOutcomes) else stats
     seconds = time.perf_counter() - started
     return _summarize(args, len(planned), tally, stats, seconds, excluded=excluded)
 

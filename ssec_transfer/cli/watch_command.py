@@ -10,17 +10,9 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import anyio
-
-from ssec_transfer.apps.watch import (
-    DEFAULT_STATE_NAME,
-    EventCallback,
-    WatchConfig,
-    WatchEvent,
-    WatchSummary,
-    run_watch,
-)
+from ssec_transfer.apps.watch_config import DEFAULT_STATE_NAME, WatchConfig
 from ssec_transfer.cli import argtypes
 from ssec_transfer.cli.common import engine_for, require_key
 from ssec_transfer.cli.options import (
@@ -33,10 +25,12 @@ from ssec_transfer.cli.options import (
     load_key,
 )
 from ssec_transfer.cli.output import print_json
-from ssec_transfer.cli.signals import graceful_stop
-from ssec_transfer.engine import TransferEngine
-from ssec_transfer.keys.customer import SSECustomerKey
 from ssec_transfer.s3.urls import parse_s3_url
+
+if TYPE_CHECKING:
+    from ssec_transfer.apps.watch import EventCallback, WatchEvent, WatchSummary
+    from ssec_transfer.engine import TransferEngine
+    from ssec_transfer.keys.customer import SSECustomerKey
 
 # Under the watcher's own name, as the rest of its messages (shown with -vv).
 log = logging.getLogger("ssec_transfer.apps.watch")
@@ -204,6 +198,11 @@ async def run_watch_until_signal(
     aborted, the state file is closed) and the command ends with that signal's exit code
     (`cli.signals`).
     """
+    import anyio
+
+    from ssec_transfer.apps.watch import run_watch
+    from ssec_transfer.cli.signals import graceful_stop
+
     stop = anyio.Event()
 
     def drain(signal_name: str) -> None:

@@ -18,21 +18,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-import aiohttp
-import botocore.exceptions as bx
-
-# What a response body (or a request body on its way) can fail with after the headers.
-BODY_ERRORS: tuple[type[BaseException], ...] = (
-    bx.ResponseStreamingError,
-    bx.ReadTimeoutError,
-    bx.IncompleteReadError,
-    bx.ConnectionClosedError,
-    aiohttp.ClientPayloadError,
-    aiohttp.ClientConnectionError,
-    TimeoutError,
-    ConnectionError,
-)
-
+# What a body can fail with after the headers is S3's business: `s3.errors.BODY_ERRORS`.
+# Nothing here imports aiohttp or botocore, so the CLI can read the defaults below cheaply.
 
 # Defaults of the per-attempt and per-request bounds (`--connect-timeout`, `--read-timeout`,
 # `--request-timeout`); README "Tuning" says why these numbers.

@@ -36,6 +36,18 @@ from ssec_transfer.core.errors import (
 )
 from ssec_transfer.s3.timeouts import Attempts, WriteStalled, attempts_of, host_of
 
+# What a response body (or a request body on its way) can fail with after the headers.
+BODY_ERRORS: tuple[type[BaseException], ...] = (
+    bx.ResponseStreamingError,
+    bx.ReadTimeoutError,
+    bx.IncompleteReadError,
+    bx.ConnectionClosedError,
+    aiohttp.ClientPayloadError,
+    aiohttp.ClientConnectionError,
+    TimeoutError,
+    ConnectionError,
+)
+
 KEY_HINT = "use the key this object was uploaded with (`ssec-transfer head` shows its fingerprint)"
 
 

@@ -25,9 +25,8 @@ from typing import Any
 
 import anyio
 
-from ssec_transfer.core.retry import BODY_ERRORS
 from ssec_transfer.core.scheduler import Scheduler
-from ssec_transfer.s3.errors import translated
+from ssec_transfer.s3.errors import BODY_ERRORS, translated
 from ssec_transfer.s3.requests import ObjectRef, abort_quietly
 
 log = logging.getLogger(__name__)

@@ -31,9 +31,10 @@ from ssec_transfer.core.errors import (
 )
 from ssec_transfer.core.plan import Part
 from ssec_transfer.core.results import ObjectInfo
-from ssec_transfer.core.retry import BODY_ERRORS, ProgressClock, RetryPolicy, describe
+from ssec_transfer.core.retry import ProgressClock, RetryPolicy, describe
 from ssec_transfer.keys.customer import SSECustomerKey
 from ssec_transfer.s3.errors import (
+    BODY_ERRORS,
     CORRUPTION_CODES,
     S3_FAILURES,
     diagnose_key_failure,
