@@ -29,6 +29,7 @@ from ssec_transfer.core.errors import (
     NoSuchBucketError,
     UsageError,
 )
+from ssec_transfer.core.groupcommit import GroupCommit
 from ssec_transfer.core.results import ObjectInfo, ProgressCallback, TransferResult
 from ssec_transfer.core.retry import RetryPolicy
 from ssec_transfer.core.scheduler import Scheduler
@@ -127,11 +128,14 @@ class TransferEngine:
         self._disrupted = False  # a transfer failed or was cancelled mid-request
         self._copy_caps: dict[str, str] | None = None  # what copies learned about the server
         self._swept_folders: set[Path] = set()  # stale temporary files removed here already
+        self._ledger_writes: GroupCommit[tuple[str, TransferResult]] | None = None
         self._known_buckets: set[str] = set()  # proven to exist (or not refused) this run
         self._bucket_check = anyio.Lock()
 
     async def __aenter__(self) -> Self:
         self.ledger = await self._open_ledger()
+        # Rows of transfers that finish together share one transaction.
+        self._ledger_writes = GroupCommit(self.ledger.record_many) if self.ledger else None
         self.journal = await self._open_journal()
         stack = AsyncExitStack()
         try:
@@ -285,9 +289,10 @@ class TransferEngine:
         return Resumable(self.journal, self.endpoint_url, self.resume)
 
     async def _record(self, result: TransferResult) -> None:
-        if self.ledger is not None:
-            with anyio.CancelScope(shield=True):  # the object exists now: always note its key
-                await anyio.to_thread.run_sync(self.ledger.record, self.endpoint_url, result)
+        if self._ledger_writes is None:
+            return
+        with anyio.CancelScope(shield=True):  # the object exists now: always note its key
+            await self._ledger_writes.add((self.endpoint_url, result))
 
     async def _require_bucket(self, bucket: str) -> None:
         """Before the first write to `bucket`: it must exist. SeaweedFS would create a bucket

@@ -19,7 +19,7 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import suppress
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -138,16 +138,26 @@ class Ledger:
         self._db.close()
 
     def record(self, endpoint: str, result: TransferResult) -> None:
-        mtime: int | None = None
-        with suppress(OSError):
-            mtime = os.stat(result.path).st_mtime_ns
-        self.add(
-            LedgerEntry(
-                time.time(), result.operation, endpoint, result.bucket, result.key,
-                result.version_id, result.etag, result.size, result.checksum,
-                result.key_fingerprint, result.path, mtime,
-            )
-        )  # fmt: skip
+        self.record_many([(endpoint, result)])
+
+    def record_many(self, results: Sequence[tuple[str, TransferResult]]) -> None:
+        """Record finished transfers (endpoint, result) in one transaction: a bulk run's
+        files finish together, and a transaction (with its fsync) per file cost more than
+        the rows (`core.groupcommit`)."""
+        entries = []
+        for endpoint, result in results:
+            mtime: int | None = None
+            with suppress(OSError):
+                mtime = os.stat(result.path).st_mtime_ns
+            entries.append(
+                LedgerEntry(
+                    time.time(), result.operation, endpoint, result.bucket, result.key,
+                    result.version_id, result.etag, result.size, result.checksum,
+                    result.key_fingerprint, result.path, mtime,
+                )
+            )  # fmt: skip
+        with self._db.transaction() as db:
+            db.executemany(_INSERT, [_values(entry) for entry in entries])
 
     def add(self, entry: LedgerEntry) -> None:
         """Append one row as given (bookkeeping rows, tests, imports)."""
