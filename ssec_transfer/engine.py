@@ -374,7 +374,7 @@ class TransferEngine:
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(writer.close)
             return replace(result, path=str(target.path))
-        await self._sweep_stale_temp_files(target.path.parent)
+        await self._sweep_stale_temp_files(target.folder)
         with self._note_disruption():
             result = await download_file(
                 client,
@@ -393,7 +393,6 @@ class TransferEngine:
     async def _sweep_stale_temp_files(self, folder: Path) -> None:
         """Once per folder and run: remove temporary files interrupted downloads left there
         (a live process's, and those a resume journal still needs, are spared)."""
-        folder = await anyio.to_thread.run_sync(lambda: folder.absolute())
         if folder in self._swept_folders:
             return
         self._swept_folders.add(folder)

@@ -61,6 +61,11 @@ class Destination:
     kind: Literal["file", "stream"]
     existing: os.stat_result | None = None  # the regular file a rename will replace
 
+    @property
+    def folder(self) -> Path:
+        """The absolute folder the temporary file goes to."""
+        return Path(os.path.abspath(self.path.parent if str(self.path.parent) else "."))
+
 
 def plan_destination(dest: Path, key: str) -> Destination:
     """Decide how the object `key` reaches `dest`, refusing what must not be replaced."""
@@ -157,8 +162,9 @@ class TempFile:
     process still writes it (process ids get reused; locks die with their process).
     """
 
-    def __init__(self, dest: Destination, reuse: Path | None = None) -> None:
-        """A new temporary file, or `reuse` (an interrupted download's) when it still exists."""
+    def __init__(self, dest: Destination, reuse: Path | None = None, size: int = 0) -> None:
+        """A new temporary file of `size` bytes, or `reuse` (an interrupted download's) when
+        it still exists. One call, so a small download pays one thread hop for it."""
         self.dest = dest.path
         self.existing = dest.existing
         parent = self.dest.parent if str(self.dest.parent) else Path(".")
@@ -182,13 +188,19 @@ class TempFile:
             try:
                 fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 if os.fstat(self.fd).st_nlink:
-                    return
+                    break
             except BlockingIOError:
                 pass
             # A sweep took it for stale between its creation and the lock: make another.
             os.close(self.fd)
+        try:
+            self._allocate(size)
+        except BaseException:
+            self.discard()
+            raise
 
-    def allocate(self, size: int) -> None:
+    def _allocate(self, size: int) -> None:
+        """Reserve the space now: a full disk fails before any byte is fetched."""
         if size <= 0:
             return
         try:

@@ -156,14 +156,12 @@ class DownloadJob:
         finished, reuse = await self._resume_point()
         # Shielded: a temporary file (and its journal row) created must be known, to be removed.
         with anyio.CancelScope(shield=True):
-            temp = await anyio.to_thread.run_sync(TempFile, self.dest, reuse)
+            temp = await anyio.to_thread.run_sync(TempFile, self.dest, reuse, self.info.size)
             if not temp.reused:
                 finished = {}
                 await self._journal_start(temp)
         try:
             await anyio.lowlevel.checkpoint()  # a cancellation held back by the shield lands here
-            if not temp.reused:
-                await anyio.to_thread.run_sync(temp.allocate, self.info.size)
             crc = await self._fetch(temp, finished)
             if self.expected is not None and digest_text(crc) != self.expected:
                 raise IntegrityError(
