@@ -362,7 +362,7 @@ class TransferEngine:
             self._download_options(self._resumable()),
             expected_digest=await self._recorded_digest(bucket, key),
         )
-        target = await anyio.to_thread.run_sync(plan_destination, Path(dest), key)
+        target = await anyio.to_thread.run_sync(plan_destination, dest, key)
         if target.kind == "stream":  # a device or FIFO: written into, in order
             writer = await anyio.to_thread.run_sync(open_stream, target.path)
             try:
@@ -371,8 +371,9 @@ class TransferEngine:
                     progress=progress,
                 )  # fmt: skip
             finally:
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(writer.close)
+                # Not shielded, and abandoned on cancellation: a reader that stopped reading
+                # keeps a write (and so this close) blocked, and must not hold a stop signal.
+                await anyio.to_thread.run_sync(writer.close, abandon_on_cancel=True)
             return replace(result, path=str(target.path))
         await self._sweep_stale_temp_files(target.folder)
         with self._note_disruption():

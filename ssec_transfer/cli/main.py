@@ -14,6 +14,7 @@ handler imports what its command needs when it runs, so `--version` and `--help`
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import os
 import signal
@@ -84,9 +85,15 @@ def _run(handler: Handler, args: argparse.Namespace) -> int:
     outcome = handler(args)
     if isinstance(outcome, int):
         return outcome
-    import anyio
+    try:
+        import anyio
 
-    return anyio.run(signals.run_until_signal, lambda: outcome)
+        return anyio.run(signals.run_until_signal, lambda: outcome)
+    finally:
+        # A signal before the loop took over leaves the coroutine unstarted: close it, so
+        # Python does not warn that it was never awaited.
+        if inspect.iscoroutine(outcome):
+            outcome.close()
 
 
 def _interrupted(args: argparse.Namespace, signal_name: str, code: int) -> int:
@@ -154,6 +161,12 @@ def entry_point() -> NoReturn:
         # raise again, so point stdout at /dev/null first (Python's documented recipe).
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
+    if code >= 128:
+        # Stopped by a signal, cleanups done. A worker thread may still block in a read or
+        # write nobody will finish (stdin held open, a pipe nobody reads); the interpreter
+        # would wait for it at exit, so leave without waiting.
+        sys.stderr.flush()
+        os._exit(code)
     sys.exit(code)
 
 

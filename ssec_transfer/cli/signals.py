@@ -103,8 +103,11 @@ async def run_until_signal(work: Callable[[], Awaitable[T]]) -> T:
     """Run `work` in a child task; a stop signal cancels it and raises `Interrupted`."""
     global _current
     results: list[T] = []
+    work_scope = anyio.CancelScope()
+    stopper = _Stopper(work_scope)
+    # The listener lives outside the work's scope: it must still hear a second signal while
+    # the cancelled work runs its cleanups.
     async with task_group() as tg:
-        stopper = _Stopper(tg.cancel_scope)
 
         async def listen() -> None:
             with anyio.open_signal_receiver(*STOP_SIGNALS) as received:
@@ -113,14 +116,15 @@ async def run_until_signal(work: Callable[[], Awaitable[T]]) -> T:
 
         async def child() -> None:
             try:
-                results.append(await work())
+                with work_scope:
+                    results.append(await work())
             except Exception:
                 # A cleanup that failed because the signal cut its request short: the
                 # signal is what the user must hear about.
                 if not stopper.received:
                     raise
             finally:
-                tg.cancel_scope.cancel()
+                tg.cancel_scope.cancel()  # the listener's work is done too
 
         _current = stopper
         tg.start_soon(listen)

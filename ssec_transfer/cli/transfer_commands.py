@@ -183,6 +183,11 @@ async def cmd_put(args: argparse.Namespace) -> int:
         if not url.key or url.key.endswith("/"):
             raise UsageError("put - needs a full object key: s3://BUCKET/KEY")
         stdin_key = require_key(key, "put")
+        if sys.stdin is None:  # started with stdin closed (`<&-`)
+            raise UsageError(
+                "put - reads standard input, but it is closed",
+                hint="pipe the data in: `producer | ssec-transfer put - s3://BUCKET/KEY`",
+            )
         return await _transfer_one(
             args, "put -",
             lambda engine, bar: engine.upload_stream(
@@ -297,8 +302,10 @@ async def _run_manifest(
 
     from ssec_transfer.apps.manifest import read_manifest
 
+    # Abandoned on a stop signal: a manifest FIFO nobody writes must not hold the process.
     jobs = await anyio.to_thread.run_sync(
-        partial(read_manifest, args.manifest, operation=operation, default_key=key)
+        partial(read_manifest, args.manifest, operation=operation, default_key=key),
+        abandon_on_cancel=True,
     )
     return await _run_bulk(args, jobs, cluster)
 
@@ -396,6 +403,8 @@ async def _run_bulk(
 ) -> int:
     """Run many transfers with one display; JSON lines per object and a summary line.
     `excluded`: paths the plan left out on purpose, for the summary."""
+    import anyio
+
     from ssec_transfer.cli.progress import BulkProgress
 
     started = time.perf_counter()
@@ -413,6 +422,12 @@ async def _run_bulk(
                     display.file_done(failed=outcome.status == "failed")
                     if args.json:
                         print_json(outcome.to_dict())
+        except anyio.get_cancelled_exc_class():
+            # Stopped by a signal: what was done so far is still the user's to know.
+            display.close()
+            seconds = time.perf_counter() - started
+            _summarize(args, len(planned), tally, engine.scheduler.stats(), seconds)
+            raise
         finally:
             display.close()
         stats: SchedulerStats | DaskOutcomes = engine.scheduler.stats()

@@ -416,7 +416,7 @@ async def download_to_stream(
     )  # fmt: skip
     await _stream_ranges(client, writer, parts, read, options, scheduler, progress)
     try:
-        await anyio.to_thread.run_sync(writer.flush)
+        await anyio.to_thread.run_sync(writer.flush, abandon_on_cancel=True)
     except OSError as exc:
         raise _writer_error(exc, writer) from None
     return download_result(info, ssec, STREAM_PATH, parts=len(parts), started=started)
@@ -477,7 +477,11 @@ async def _stream_ranges(
                 await slot.ready.wait()
                 pieces, slot.pieces = slot.pieces, []
                 try:
-                    await anyio.to_thread.run_sync(_write_pieces, writer, pieces)
+                    # Abandoned on cancellation: a reader that stopped reading must not keep
+                    # a stop signal from ending the process.
+                    await anyio.to_thread.run_sync(
+                        _write_pieces, writer, pieces, abandon_on_cancel=True
+                    )
                 except OSError as exc:
                     raise _writer_error(exc, writer) from None
                 del pieces

@@ -155,3 +155,62 @@ def test_watch_aborts_on_the_second_signal(
     assert "interrupted by SIGTERM" in err
     assert _uploads(admin, bucket) == []
     assert admin.list_objects_v2(Bucket=bucket).get("Contents", []) == []
+
+
+def test_a_second_signal_quits_at_once(
+    tmp_path: Path, bucket: str, admin: Any, server_env: dict[str, str], key_file: Any
+) -> None:
+    key_path, _ = key_file
+    src = random_file(tmp_path / "src.bin", 200 * MiB)
+    proc = _start(server_env, "put", src, f"s3://{bucket}/obj", "--key-file", key_path,
+                  "--part-size", "5MiB", "--concurrency", "1")  # fmt: skip
+    _wait_for(lambda: bool(_uploads(admin, bucket)), proc, "the multipart upload never started")
+    os.kill(proc.pid, signal.SIGTERM)
+    err = _stop(proc, signal.SIGTERM)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err
+    # Either the first signal's cleanup finished before the second arrived, or the second
+    # quit without it, saying where leftovers are found.
+    assert "interrupted by SIGTERM" in err or "SIGTERM again: quitting without cleanup" in err
+
+
+def test_a_stream_that_never_sends_does_not_hold_a_stop_signal(
+    bucket: str, server_env: dict[str, str], key_file: Any
+) -> None:
+    """`tail -f log | put -` that sends nothing: the read blocks in a thread, and the process
+    must still end on the first SIGTERM."""
+    key_path, _ = key_file
+    read_end, write_end = os.pipe()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ssec_transfer", "put", "-", f"s3://{bucket}/s", "--key-file",
+             str(key_path)],
+            env=server_env, stdin=read_end, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        time.sleep(2)  # started and blocked on stdin
+        err = _stop(proc, signal.SIGTERM)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert proc.returncode == 143, err
+    assert "interrupted by SIGTERM" in err
+
+
+def test_an_interrupted_bulk_run_says_what_it_did(
+    tmp_path: Path, bucket: str, admin: Any, server_env: dict[str, str], key_file: Any
+) -> None:
+    key_path, _ = key_file
+    tree = tmp_path / "t"
+    for i in range(3):
+        random_file(tree / f"small{i}.bin", 1000)
+    random_file(tree / "zbig.bin", 200 * MiB)
+    proc = _start(server_env, "put", tree, f"s3://{bucket}/t/", "--recursive", "--key-file",
+                  key_path, "--part-size", "5MiB", "--concurrency", "1",
+                  "--max-files", "1")  # fmt: skip
+    _wait_for(lambda: bool(_uploads(admin, bucket)), proc, "the large upload never started")
+    err = _stop(proc, signal.SIGTERM)
+    assert proc.returncode == 143, err
+    assert "3 transferred, 0 skipped, 0 failed, 1 not run" in err
+    assert "interrupted by SIGTERM" in err
+    assert _uploads(admin, bucket) == []
