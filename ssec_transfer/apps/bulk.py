@@ -218,12 +218,44 @@ def plan_directory_upload(
 
 
 def safe_relative(key: str, prefix: str) -> str | None:
-    """The local relative path for `key` under `prefix`, or None if it would escape DEST."""
-    relative = key[len(prefix) :].lstrip("/")
-    parts = PurePosixPath(relative).parts
-    if not relative or relative.endswith("/") or any(p in ("..", ".") for p in parts):
+    """The local relative path for `key` under `prefix`, or None if it has none of its own:
+    `..` would leave DEST, and empty or `.` segments (`a//b`, `a/./b`) would land on another
+    object's path (`a/b`)."""
+    relative = key[len(prefix) :]
+    parts = relative.split("/")
+    if any(part in ("", ".", "..") for part in parts):
         return None
     return relative
+
+
+def _refuse_collisions(planned: list[tuple[str, TransferJob]]) -> list[TransferJob]:
+    """An object whose path another object's key uses as a folder (`a` beside `a/b`) has no
+    file of its own to land in: refused, instead of one silently overwriting the other."""
+    folders = {str(parent) for relative, _ in planned for parent in PurePosixPath(relative).parents}
+    jobs = []
+    for relative, job in planned:
+        if relative in folders:
+            job = replace(
+                job,
+                problem=UsageError(
+                    f"object key {job.key!r} would be written where other objects' keys need "
+                    f"a folder ({relative}/...)",
+                    hint="download it alone with `ssec-transfer get` and a file name",
+                ),
+            )
+        jobs.append(job)
+    return jobs
+
+
+def _prepare_download_path(job: TransferJob) -> None:
+    """Create DEST's folders; a folder already where the file belongs is not a DEST folder
+    here (that rule is for `get` of one object), it is a collision."""
+    job.path.parent.mkdir(parents=True, exist_ok=True)
+    if job.path.is_dir():
+        raise UsageError(
+            f"a folder {job.path} is where object {job.key!r} belongs",
+            hint="download it alone with `ssec-transfer get` and a file name",
+        )
 
 
 async def plan_prefix_download(
@@ -238,7 +270,8 @@ async def plan_prefix_download(
     """Every object under `prefix` (a folder-like prefix: `a/b` means `a/b/`)."""
     if prefix and not prefix.endswith("/"):
         prefix += "/"
-    jobs: list[TransferJob] = []
+    refused: list[TransferJob] = []
+    planned: list[tuple[str, TransferJob]] = []
     paginator = client.get_paginator("list_objects_v2")
     async for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
@@ -247,11 +280,12 @@ async def plan_prefix_download(
                 continue  # a "folder" marker made by consoles
             relative = safe_relative(key, prefix)
             if relative is None:
-                jobs.append(
+                refused.append(
                     TransferJob(
                         "download", dest / "?", bucket, key, sse_key, size=obj.get("Size"),
                         problem=UsageError(
-                            f"object key {key!r} would be written outside {dest}",
+                            f"object key {key!r} has no local path of its own under {dest} "
+                            "(an empty, '.' or '..' segment)",
                             hint="download it alone with `ssec-transfer get` and a file name",
                         ),
                     )
@@ -259,17 +293,12 @@ async def plan_prefix_download(
                 continue
             if not is_included(relative, rules):
                 continue
-            jobs.append(
-                TransferJob(
-                    "download",
-                    dest.joinpath(*PurePosixPath(relative).parts),
-                    bucket,
-                    key,
-                    sse_key,
-                    size=obj.get("Size"),
-                )
-            )
-    return jobs
+            job = TransferJob(
+                "download", dest.joinpath(*relative.split("/")), bucket, key, sse_key,
+                size=obj.get("Size"),
+            )  # fmt: skip
+            planned.append((relative, job))
+    return refused + _refuse_collisions(planned)
 
 
 # -- running -----------------------------------------------------------------------------------
@@ -362,9 +391,7 @@ async def _run_one(
                 job.path, job.bucket, job.key, sse_key=job.sse_key, progress=callback
             )
         else:
-            await anyio.to_thread.run_sync(
-                lambda: job.path.parent.mkdir(parents=True, exist_ok=True)
-            )
+            await anyio.to_thread.run_sync(_prepare_download_path, job)
             result = await engine.download(
                 job.bucket, job.key, job.path, sse_key=job.sse_key,
                 version_id=job.version_id, progress=callback,

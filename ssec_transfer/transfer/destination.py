@@ -41,16 +41,25 @@ _NAME_KEPT = 180
 _TEMP_NAME = re.compile(r"^\..*\.ssec-transfer-(\d+)-(\d+)$", re.DOTALL)
 
 
-def resolve_destination(dest: Path, key: str) -> Path:
-    """Like `aws s3 cp`: an existing directory receives the object under its base name."""
-    if dest.is_dir():
-        name = key.rstrip("/").rsplit("/", 1)[-1]
-        if not name:
-            raise UsageError(f"cannot derive a file name from object key {key!r}")
-        return dest / name
-    if str(dest).endswith(os.sep):
-        raise UsageError(f"destination directory {dest} does not exist")
-    return dest
+def resolve_destination(dest: str | os.PathLike[str], key: str) -> Path:
+    """Like `aws s3 cp`: a folder receives the object under its base name. A DEST ending in
+    `/` names a folder, created if missing (as aws does), never a file of that name."""
+    text = os.fspath(dest)
+    path = Path(text)
+    wants_folder = text.endswith(("/", os.sep))
+    try:
+        is_folder = path.is_dir()
+        if wants_folder and not is_folder:
+            path.mkdir(parents=True)
+            is_folder = True
+    except OSError as exc:
+        raise LocalIOError(f"cannot use destination {text}: {exc.strerror}") from None
+    if not is_folder:
+        return path
+    name = key.rstrip("/").rsplit("/", 1)[-1]
+    if not name:
+        raise UsageError(f"cannot derive a file name from object key {key!r}")
+    return path / name
 
 
 @dataclass(frozen=True)
@@ -67,7 +76,7 @@ class Destination:
         return Path(os.path.abspath(self.path.parent if str(self.path.parent) else "."))
 
 
-def plan_destination(dest: Path, key: str) -> Destination:
+def plan_destination(dest: str | os.PathLike[str], key: str) -> Destination:
     """Decide how the object `key` reaches `dest`, refusing what must not be replaced."""
     target = resolve_destination(dest, key)
     try:

@@ -302,3 +302,55 @@ def test_a_dest_name_of_255_bytes_still_gets_a_temporary_file(
     assert result.returncode == 0, result.stderr
     assert dest.read_bytes() == DATA
     assert _temp_files(tmp_path) == []
+
+
+def test_a_dest_ending_in_a_slash_is_a_folder_made_if_missing(
+    tmp_path: Path, stored: str, server_env: dict[str, str], key_file: Any
+) -> None:
+    key_path, _ = key_file
+    dest = tmp_path / "new" / "dir"
+    result = run_cli("get", stored, f"{dest}/", "--key-file", key_path, env=server_env)
+    assert result.returncode == 0, result.stderr
+    assert (dest / "d.txt").read_bytes() == DATA
+
+
+def test_recursive_get_refuses_keys_without_a_path_of_their_own(
+    tmp_path: Path, bucket: str, admin: Any, server_env: dict[str, str], key_file: Any
+) -> None:
+    """Keys `d/a`, `d/a/a` and `d/a/b`: `d/a` cannot be a file where `a/` is a folder; it is
+    refused (exit 1) instead of landing in `a/a` over another object."""
+    from ssec_transfer.s3.sse import sse_params
+
+    key_path, key = key_file
+    for name in ("a", "a/a", "a/b"):
+        admin.put_object(Bucket=bucket, Key=f"d/{name}", Body=name.encode(), **sse_params(key))
+    out = tmp_path / "out"
+    result = run_cli("get", f"s3://{bucket}/d/", out, "--recursive", "--key-file", key_path,
+                     env=server_env)  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "2 transferred" in result.stderr
+    assert "need a folder" in result.stderr
+    assert (out / "a" / "a").read_bytes() == b"a/a"
+    assert (out / "a" / "b").read_bytes() == b"a/b"
+
+
+def test_sources_whose_size_cannot_be_known_or_read_are_refused_clearly(
+    tmp_path: Path, bucket: str, server_env: dict[str, str], key_file: Any
+) -> None:
+    key_path, _ = key_file
+    proc_file = run_cli("put", "/proc/self/status", f"s3://{bucket}/status", "--key-file",
+                        key_path, env=server_env)  # fmt: skip
+    assert proc_file.returncode == 2, proc_file.stderr
+    assert "says it holds 0 bytes but has content" in proc_file.stderr
+    closed = subprocess.run(
+        [sys.executable, "-m", "ssec_transfer", "put", "-", f"s3://{bucket}/x", "--key-file",
+         str(key_path)],
+        env=server_env, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False,
+        preexec_fn=lambda: os.close(0),
+    )  # fmt: skip
+    assert closed.returncode == 2, closed.stderr
+    assert "standard input, but it is closed" in closed.stderr
+    long_name = run_cli("get", f"s3://{bucket}/x", tmp_path / ("n" * 300), "--key-file",
+                        key_path, env=server_env)  # fmt: skip
+    assert long_name.returncode in (1, 2), long_name.stderr
+    assert "Traceback" not in long_name.stderr

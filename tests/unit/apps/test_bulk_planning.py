@@ -48,13 +48,30 @@ def test_filters_later_rules_win() -> None:
         ("p/sub/b.nc", "sub/b.nc"),
         ("p/../evil", None),
         ("p/a/../../evil", None),
-        ("p/./x", "./x"),  # harmless: still inside DEST
+        ("p/./x", None),  # would land on p/x's file
+        ("p//x", None),  # the same
+        ("p/a//b", None),
+        ("p/a/.", None),
         ("p/dir/", None),
         ("p/", None),
     ],
 )
 def test_safe_relative(key: str, expected: str | None) -> None:
     assert safe_relative(key, "p/") == expected
+
+
+def test_an_object_whose_path_others_need_as_a_folder_is_refused() -> None:
+    """Keys `a`, `a/a` and `a/b`: `a` cannot be a file where `a/` must be a folder; it is
+    refused instead of landing in `a/a` over another object."""
+    from ssec_transfer.apps.bulk import TransferJob, _refuse_collisions
+
+    planned = [
+        (rel, TransferJob("download", Path("out", rel), "b", f"d/{rel}", None))
+        for rel in ("a", "a/a", "a/b", "c")
+    ]
+    jobs = _refuse_collisions(planned)
+    assert [j.key for j in jobs if j.problem is not None] == ["d/a"]
+    assert "need a folder" in str(jobs[0].problem)
 
 
 def test_directory_upload_maps_like_aws_cli(tmp_path: Path) -> None:
