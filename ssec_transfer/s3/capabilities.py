@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import botocore.exceptions as bx
 
 from ssec_transfer.core.checksums import ALGORITHMS, ChecksumAlgorithm
@@ -31,7 +32,8 @@ def probe_key() -> str:
 
 
 async def delete_quietly(client: Any, bucket: str, key: str) -> None:
-    with contextlib.suppress(Exception):
+    """Shielded: probes are removed in `finally` blocks, also when a signal stops the run."""
+    with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
         await client.delete_object(Bucket=bucket, Key=key)
 
 

@@ -55,7 +55,12 @@ class MultipartUpload:
     async def complete(self) -> tuple[str | None, str | None]:
         """CompleteMultipartUpload with every recorded part; returns (ETag, VersionId)."""
         obj = self.obj
-        with translated(obj.context("CompleteMultipartUpload"), key_sent=True, writing=True):
+        # The commit point: once sent, a stop signal must not leave its outcome unknown (the
+        # server may complete after the client gave up). The timeouts bound the wait.
+        with (
+            anyio.CancelScope(shield=True),
+            translated(obj.context("CompleteMultipartUpload"), key_sent=True, writing=True),
+        ):
             async with self.scheduler.request():
                 done = await self.client.complete_multipart_upload(
                     UploadId=self.upload_id,

@@ -10,8 +10,11 @@ separate read, before the copy when copying onto the same object (its old bytes 
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
+
+import anyio
 
 from ssec_transfer.core.crc import digest_text
 from ssec_transfer.core.errors import IntegrityError, SSECTransferError, TransferFailedError
@@ -20,6 +23,8 @@ from ssec_transfer.transfer.copy_job import CopyJob, Written
 from ssec_transfer.transfer.copy_paths import Refused, write
 from ssec_transfer.transfer.copy_plan import Method, Via, candidates, is_bad_result, learn
 from ssec_transfer.transfer.copy_verify import delete_written, digest, verify
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,18 @@ class _Run:
         assert self.source_crc is not None
         try:
             return await verify(self.job, written, self.source_crc)
+        except anyio.get_cancelled_exc_class():
+            # Past the commit point: the object is replaced, so "nothing was kept" would be
+            # wrong. Say what it holds now.
+            target = self.job.target
+            log.warning(
+                "interrupted after s3://%s/%s was written (version %s, key %s) and before it "
+                "was read back: check it with `ssec-transfer head`, and run the command again "
+                "to verify it",
+                target.bucket, target.key, written.version_id or "-",
+                target.sse.fingerprint if target.sse else "none",
+            )  # fmt: skip
+            raise
         except SSECTransferError as exc:
             if method == "stream" or self.via == "server" or not is_bad_result(exc):
                 raise

@@ -85,11 +85,22 @@ def check_source(path: Path) -> os.stat_result:
     return st
 
 
-def _open_source(path: Path) -> int:
+def _open_source(path: Path) -> tuple[Path, int, os.stat_result]:
+    """The source's absolute path (the journal's identity of it), an open descriptor and its
+    stat, in one worker-thread call."""
+    st = check_source(path)
     try:
-        return os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)
     except OSError as exc:
         raise UsageError(f"cannot read source file {path}: {exc.strerror}") from None
+    if st.st_size == 0 and os.pread(fd, 1, 0):
+        os.close(fd)
+        raise UsageError(
+            f"source file {path} says it holds 0 bytes but has content (a /proc or /sys "
+            "file?); its size cannot be known before reading it",
+            hint=f"upload it as a stream: ssec-transfer put - s3://BUCKET/KEY < {path}",
+        )
+    return path.absolute(), fd, st
 
 
 def _shrank(path: Path) -> LocalIOError:
@@ -144,9 +155,7 @@ async def upload_file(
 ) -> TransferResult:
     """Upload `source` to s3://bucket/key under `ssec`."""
     started = time.perf_counter()
-    st = await anyio.to_thread.run_sync(check_source, source)
-    source = await anyio.to_thread.run_sync(source.absolute)  # the journal's identity of it
-    fd = await anyio.to_thread.run_sync(_open_source, source)
+    source, fd, st = await anyio.to_thread.run_sync(_open_source, source)
     try:
         job = UploadJob(
             client, ObjectRef(bucket, key, ssec), source, fd, st, options, scheduler, progress
@@ -412,9 +421,37 @@ class UploadJob:
             and server[number][0].strip('"') == record[0].strip('"')
             and server[number][1] == sizes.get(number)
         }
+        unchanged = await anyio.to_thread.run_sync(self._unchanged_parts, parts, finished)
+        if len(unchanged) < len(finished):
+            log.warning(
+                "%s: %d of the parts sent before hold other bytes now; sending them again",
+                self.source, len(finished) - len(unchanged),
+            )  # fmt: skip
         log.info("resuming upload %s: %d of %d parts already on the server",
-                 entry.upload_id, len(finished), len(parts))  # fmt: skip
-        return _ResumePoint(entry.upload_id, entry.id, finished, parts)
+                 entry.upload_id, len(unchanged), len(parts))  # fmt: skip
+        return _ResumePoint(entry.upload_id, entry.id, unchanged, parts)
+
+    def _unchanged_parts(
+        self, parts: list[Part], finished: dict[int, tuple[str, str | None, int]]
+    ) -> dict[int, tuple[str, str | None, int]]:
+        """The finished parts whose bytes in the file still have the CRC32C the journal
+        recorded when they were sent. Size and mtime alone do not prove it: `cp -p`, `rsync
+        -t` or `tar x` give other bytes the same ones, and a resumed object would mix two
+        files. Reading the sent parts once more costs a disk read, not a network transfer."""
+        by_number = {part.number: part for part in parts}
+        unchanged = {}
+        for number, record in finished.items():
+            part, crc, offset = by_number[number], 0, by_number[number].offset
+            end = part.offset + part.length
+            while offset < end:
+                data = os.pread(self.fd, min(FILE_SLICE * 8, end - offset), offset)
+                if not data:
+                    break
+                crc = crc32c(data, crc)
+                offset += len(data)
+            if offset == end and crc == record[2]:
+                unchanged[number] = record
+        return unchanged
 
     async def _parts_on_server(self, upload_id: str) -> dict[int, tuple[str, int]] | None:
         """ListParts: number -> (ETag, size); None when the upload is gone."""

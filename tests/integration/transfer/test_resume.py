@@ -157,3 +157,36 @@ def test_interrupted_download_resumes_from_written_ranges(
     assert json.loads(again.stdout)["resumed_parts"] >= 1
     assert filecmp.cmp(src, out, shallow=False)
     assert [p.name for p in out.parent.iterdir()] == ["copy.bin"]  # no temporary file left
+
+
+def test_resume_of_a_file_replaced_with_the_same_size_and_mtime_sends_the_changed_parts(
+    tmp_path: Path, bucket: str, admin, server_env: dict[str, str], key_file
+) -> None:  # type: ignore[no-untyped-def]
+    """`cp -p`, `rsync -t` and `tar x` give other bytes the same size and mtime: a resumed
+    upload re-reads the parts it sent, and sends again those that changed, instead of
+    completing an object made of two files."""
+    key_path, _ = key_file
+    src = random_file(tmp_path / "big.bin", 100 * MiB)
+    url = f"s3://{bucket}/big.bin"
+    proc = _start_put(src, url, key_path, server_env)
+    deadline = time.monotonic() + 120
+    while not ((state := _parts_on_server(admin, bucket, "big.bin")) and state[1] >= 4):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    before = src.stat()
+    replacement = random_file(tmp_path / "other.bin", 100 * MiB)
+    os.replace(replacement, src)
+    os.utime(src, ns=(before.st_atime_ns, before.st_mtime_ns))
+    resumed = run_cli(
+        "put", src, url, "--key-file", key_path, "--part-size", "5MiB",
+        "--concurrency", str(CONCURRENCY), "--resume", "--json", env=server_env,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["resumed_parts"] == 0
+    assert "hold other bytes now; sending them again" in resumed.stderr
+    out = tmp_path / "out.bin"
+    assert run_cli("get", url, out, "--key-file", key_path, env=server_env).returncode == 0
+    assert filecmp.cmp(src, out, shallow=False)
