@@ -288,8 +288,22 @@ def _temp_files(folder: Path) -> Iterator[Path]:
     except OSError:
         return
     for entry in entries:
-        if TEMP_MARK in entry.name and _TEMP_NAME.match(entry.name) and entry.is_file():
+        if TEMP_MARK in entry.name and _TEMP_NAME.match(entry.name) and _ours(entry):
             yield Path(entry.path)
+
+
+def _ours(entry: os.DirEntry[str]) -> bool:
+    """Made by a download of this user: a regular file, mode 0600, owned by us. A user's own
+    file that happens to match the name is left alone."""
+    try:
+        st = entry.stat(follow_symlinks=False)
+    except OSError:
+        return False
+    return (
+        stat.S_ISREG(st.st_mode)
+        and stat.S_IMODE(st.st_mode) == 0o600
+        and (st.st_uid == os.geteuid())
+    )
 
 
 def unlink_if_unlocked(path: Path) -> bool:
