@@ -394,7 +394,7 @@ async def _run_one(
             await anyio.to_thread.run_sync(_prepare_download_path, job)
             result = await engine.download(
                 job.bucket, job.key, job.path, sse_key=job.sse_key,
-                version_id=job.version_id, progress=callback,
+                version_id=job.version_id, progress=callback, size_hint=job.size,
             )  # fmt: skip
     except SSECTransferError as exc:
         return JobOutcome(job, "failed", error=exc, seconds=time.perf_counter() - started)

@@ -102,26 +102,31 @@ async def head_object(
         head = await client.head_object(**params)
     except Exception as exc:
         raise await _head_failure(client, exc, obj, ctx, version_id) from exc
-    algorithm = head.get("SSECustomerAlgorithm")
+    return object_info(obj, head, ctx), head
+
+
+def object_info(obj: ObjectRef, answer: dict[str, Any], ctx: ErrorContext) -> ObjectInfo:
+    """The object a HEAD or a whole-object GET answered about. A key given for an object that
+    is not SSE-C is refused: some servers serve it anyway."""
+    algorithm = answer.get("SSECustomerAlgorithm")
     if obj.sse and not algorithm:
         raise UnexpectedKeyError(
             "a key was given but the object is not SSE-C encrypted",
             hint="read it without --key-file",
             context=ctx,
         )
-    modified = head.get("LastModified")
-    info = ObjectInfo(
+    modified = answer.get("LastModified")
+    return ObjectInfo(
         bucket=obj.bucket,
         key=obj.key,
-        size=int(head["ContentLength"]),
-        etag=head.get("ETag"),
-        version_id=head.get("VersionId"),
+        size=int(answer["ContentLength"]),
+        etag=answer.get("ETag"),
+        version_id=answer.get("VersionId"),
         last_modified=modified.isoformat() if modified else None,
-        content_type=head.get("ContentType"),
+        content_type=answer.get("ContentType"),
         sse_customer_algorithm=algorithm,
-        key_fingerprint=first_fingerprint(head.get("SSECustomerKeyMD5")),
+        key_fingerprint=first_fingerprint(answer.get("SSECustomerKeyMD5")),
     )
-    return info, head
 
 
 async def _head_failure(

@@ -21,7 +21,7 @@ from typing import Any
 
 import anyio
 
-from ssec_transfer.core.crc import combine_parts, digest_text
+from ssec_transfer.core.crc import combine_parts, crc32c, digest_text
 from ssec_transfer.core.errors import (
     ErrorContext,
     IntegrityError,
@@ -34,7 +34,16 @@ from ssec_transfer.core.retry import RetryPolicy
 from ssec_transfer.core.scheduler import Scheduler
 from ssec_transfer.core.taskgroups import for_each
 from ssec_transfer.keys.customer import SSECustomerKey
-from ssec_transfer.s3.requests import ObjectRef, RangeRead, get_range, head_object, pinned_get
+from ssec_transfer.s3.errors import BODY_ERRORS
+from ssec_transfer.s3.requests import (
+    ObjectRef,
+    RangeRead,
+    get_object,
+    get_range,
+    head_object,
+    object_info,
+    pinned_get,
+)
 from ssec_transfer.state.journal import DownloadEntry, Resumable
 from ssec_transfer.transfer.destination import Destination, TempFile
 
@@ -98,6 +107,76 @@ async def download_file(
         info, ssec, str(job.dest.path), parts=len(job.parts), started=started,
         checksum=digest_text(crc), resumed_parts=resumed,
     )  # fmt: skip
+
+
+async def download_small(
+    client: Any,
+    bucket: str,
+    key: str,
+    dest: Destination,
+    *,
+    ssec: SSECustomerKey | None,
+    version_id: str | None,
+    size_hint: int,
+    options: DownloadOptions,
+    scheduler: Scheduler,
+    progress: ProgressCallback | None = None,
+) -> TransferResult | None:
+    """One GET, no HEAD, for an object a listing said is small: the answer's headers say what
+    the HEAD would have (size, ETag, version, key MD5, stored checksum) and its body is the
+    object. The file is written, fsynced and renamed in one worker-thread call.
+
+    None when the object is no longer small or its body broke: the caller then takes the
+    ranged path, which pins what it reads and resumes broken bodies.
+    """
+    started = time.perf_counter()
+    obj = ObjectRef(bucket, key, ssec)
+    ctx = obj.context("GetObject")
+    params = {**obj.params(), "ChecksumMode": "ENABLED"}
+    if version_id:
+        params["VersionId"] = version_id
+    async with scheduler.budget.reserve(max(size_hint, 1)), scheduler.request():
+        answer = await get_object(client, params, ctx, key_sent=ssec is not None)
+        async with answer["Body"] as body:
+            info = object_info(obj, answer, ctx)
+            if info.size > max(size_hint, 0) or info.size > options.multipart_threshold:
+                return None  # it grew since the listing: not held in memory whole
+            try:
+                data = await body.read()
+            except BODY_ERRORS:
+                return None
+    if len(data) != info.size:
+        return None
+    crc = crc32c(data)
+    expected = _stored_digest(answer) or options.expected_digest(info)
+    if expected is not None and digest_text(crc) != expected:
+        raise IntegrityError(
+            f"the data received has CRC32C {digest_text(crc)}, but the object's is {expected}: "
+            "bytes were corrupted in transit",
+            hint="rerun the download; nothing was written to DEST",
+            context=ctx,
+        )
+    try:
+        await anyio.to_thread.run_sync(_write_whole, dest, data)
+    except OSError as exc:
+        raise _write_error(exc, dest.path) from None
+    if progress:
+        progress(info.size, info.size)
+    return download_result(
+        info, ssec, str(dest.path), parts=1, started=started, checksum=digest_text(crc)
+    )
+
+
+def _write_whole(dest: Destination, data: bytes) -> None:
+    """Temporary file, write, fsync, rename: a small download's whole life on disk, in one
+    thread hop; on any failure the temporary file is removed and DEST left as it was."""
+    temp = TempFile(dest, size=len(data))
+    try:
+        temp.write_at([data], 0)
+        temp.commit()
+    except BaseException:
+        temp.discard()
+        raise
 
 
 def download_result(

@@ -1,0 +1,81 @@
+"""A small object a listing announced is fetched with one GET and no HEAD; what the HEAD did
+(size, version, key checks, stored checksum) the GET's answer does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ssec_transfer import SSECustomerKey, TransferEngine
+from ssec_transfer.core.errors import UnexpectedKeyError, WrongKeyError
+from ssec_transfer.s3.sse import sse_params
+
+pytestmark = [pytest.mark.integration, pytest.mark.anyio]
+
+
+def _names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+class Counted:
+    """Counts the HEADs an engine's client sends (the client itself is real)."""
+
+    def __init__(self, client: Any) -> None:
+        self.heads = 0
+        original = client.head_object
+
+        async def head_object(**params: Any) -> Any:
+            self.heads += 1
+            return await original(**params)
+
+        client.head_object = head_object
+
+
+async def test_a_listed_small_object_takes_one_get_and_no_head(
+    tmp_path: Path, bucket: str, admin: Any, engine_kwargs: dict[str, str]
+) -> None:
+    key = SSECustomerKey.generate()
+    data = {f"f{i}.bin": bytes([i]) * (1000 * (i + 1)) for i in range(5)}
+    for name, body in data.items():
+        admin.put_object(Bucket=bucket, Key=name, Body=body, **sse_params(key))
+    async with TransferEngine(**engine_kwargs) as engine:
+        counted = Counted(engine.client)
+        for name, body in data.items():
+            result = await engine.download(
+                bucket, name, tmp_path / name, sse_key=key, size_hint=len(body)
+            )
+            assert (result.size, result.parts) == (len(body), 1)
+        assert counted.heads == 0
+    for name, body in data.items():
+        assert (tmp_path / name).read_bytes() == body
+
+
+async def test_an_object_larger_than_listed_takes_the_ranged_path(
+    tmp_path: Path, bucket: str, admin: Any, engine_kwargs: dict[str, str]
+) -> None:
+    key = SSECustomerKey.generate()
+    admin.put_object(Bucket=bucket, Key="grew", Body=b"x" * 5000, **sse_params(key))
+    async with TransferEngine(**engine_kwargs) as engine:
+        counted = Counted(engine.client)
+        result = await engine.download(bucket, "grew", tmp_path / "g", sse_key=key, size_hint=10)
+        assert counted.heads == 1
+    assert result.size == 5000
+    assert (tmp_path / "g").read_bytes() == b"x" * 5000
+
+
+async def test_key_errors_on_the_one_get_path_are_the_same_as_on_the_head_path(
+    tmp_path: Path, bucket: str, admin: Any, engine_kwargs: dict[str, str]
+) -> None:
+    key, other = SSECustomerKey.generate(), SSECustomerKey.generate()
+    admin.put_object(Bucket=bucket, Key="enc", Body=b"secret", **sse_params(key))
+    admin.put_object(Bucket=bucket, Key="plain", Body=b"open")
+    dest = tmp_path / "d"
+    async with TransferEngine(**engine_kwargs) as engine:
+        with pytest.raises(WrongKeyError):
+            await engine.download(bucket, "enc", dest, sse_key=other, size_hint=6)
+        with pytest.raises(UnexpectedKeyError):
+            await engine.download(bucket, "plain", dest, sse_key=key, size_hint=4)
+    assert not dest.exists()
+    assert _names(tmp_path) == []  # no temporary file either
