@@ -284,8 +284,10 @@ async def plan_prefix_download(
                     TransferJob(
                         "download", dest / "?", bucket, key, sse_key, size=obj.get("Size"),
                         problem=UsageError(
-                            f"object key {key!r} has no local path of its own under {dest} "
-                            "(an empty, '.' or '..' segment)",
+                            f"object key {key!r} would be written outside {dest}"
+                            if ".." in key[len(prefix) :].split("/")
+                            else f"object key {key!r} has no local path of its own under "
+                            f"{dest} (an empty or '.' segment would land on another object's)",
                             hint="download it alone with `ssec-transfer get` and a file name",
                         ),
                     )
