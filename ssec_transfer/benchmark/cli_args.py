@@ -28,6 +28,13 @@ _FOLDERS = (
     ("--data-dir", "benchmarks/data", "generated data, reused across runs"),
     ("--peers-dir", "benchmarks/peers", "where the peers are installed"),
 )
+# The servers the harness can start itself; the first is the default.
+SERVERS = ("seaweedfs", "ceph")
+# The idle gate of a measuring run: wait up to QUIET_WAIT s before each run for the rest of the
+# machine to go idle, and repeat a run during which others used more than MAX_NOISE cores.
+# `--quick` judges nothing, so by default it neither waits nor repeats.
+QUIET_WAIT = 120.0
+MAX_NOISE = 0.25
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,7 @@ class Plan:
     """The validated options."""
 
     embedded: bool
+    server: str | None  # the embedded server to start (one of SERVERS); None on a user endpoint
     endpoint_url: str | None
     bucket: str | None
     profile: str | None
@@ -64,6 +72,8 @@ class Plan:
 def plan_from_args(args: argparse.Namespace) -> Plan:
     if args.embedded and args.endpoint_url:
         raise ValueError("--embedded and --endpoint-url exclude each other")
+    if args.server and args.endpoint_url:
+        raise ValueError("--server starts an embedded server; it excludes --endpoint-url")
     if args.endpoint_url and not args.bucket:
         raise ValueError("--endpoint-url needs --bucket (objects go below a prefix of their own)")
     if args.endpoint_url and not args.endpoint_url.startswith("https://"):
@@ -76,6 +86,7 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
     runs = args.runs if args.runs is not None else (1 if args.quick else 3)
     return Plan(
         embedded=not args.endpoint_url,
+        server=None if args.endpoint_url else (args.server or SERVERS[0]),
         endpoint_url=args.endpoint_url,
         bucket=args.bucket,
         profile=args.profile,
@@ -91,8 +102,8 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
         out=args.out.absolute(),
         data_dir=args.data_dir.absolute(),
         peers_dir=args.peers_dir.absolute(),
-        quiet_wait=args.quiet_wait,
-        max_noise=args.max_noise,
+        quiet_wait=_default(args.quiet_wait, 0.0 if args.quick else QUIET_WAIT),
+        max_noise=_default(args.max_noise, float("inf") if args.quick else MAX_NOISE),
         nice=args.nice,
     )
 
@@ -113,8 +124,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_where(g: argparse._ArgumentGroup) -> None:
-    """The server: the embedded one, or the user's endpoint and bucket. Not `add_connection`:
-    there is no retry tuning to offer here and the help speaks of the embedded server."""
+    """The server: an embedded one (SeaweedFS or Ceph RGW), or the user's endpoint and bucket.
+    Not `add_connection`: there is no retry tuning to offer here and the help speaks of the
+    embedded servers."""
     g.add_argument(
         "--endpoint-url",
         metavar="URL",
@@ -125,9 +137,17 @@ def _add_where(g: argparse._ArgumentGroup) -> None:
         help="your bucket; objects go below a prefix of their own and are deleted afterwards",
     )
     g.add_argument(
+        "--server",
+        choices=SERVERS,
+        help="the embedded server to start (default seaweedfs): seaweedfs (`weed mini` from "
+        "PyPI) or ceph (a throwaway one-node Ceph RGW cluster from Debian's packages, "
+        "installed with apt-get when missing, objects kept in RAM)",
+    )
+    g.add_argument(
         "--embedded",
         action="store_true",
-        help="start the embedded SeaweedFS server (the default without --endpoint-url)",
+        help="start the embedded server (the default without --endpoint-url; kept for "
+        "older scripts: the same as --server seaweedfs unless --server says otherwise)",
     )
     g.add_argument(
         "--profile", help="AWS profile for credentials (else the environment, like the AWS CLI)"
@@ -143,7 +163,8 @@ def _add_what(g: argparse._ArgumentGroup) -> None:
     g.add_argument(
         "--quick",
         action="store_true",
-        help="tiny sizes and 1 run: proves the harness works, judges nothing",
+        help="tiny sizes and 1 run, without waiting for an idle machine: proves the harness "
+        "works, judges nothing",
     )
     g.add_argument(
         "--runs",
@@ -181,17 +202,16 @@ def _add_what(g: argparse._ArgumentGroup) -> None:
     g.add_argument(
         "--quiet-wait",
         type=float,
-        default=120.0,
         metavar="S",
-        help="before each run, wait up to S seconds for other processes to go idle (default 120)",
+        help="before each run, wait up to S seconds for other processes to go idle "
+        f"(default {QUIET_WAIT:.0f}; --quick: 0)",
     )
     g.add_argument(
         "--max-noise",
         type=float,
-        default=0.25,
         metavar="CORES",
         help="repeat a run (twice at most) when other processes used more than this many "
-        "cores on average during it (default 0.25)",
+        f"cores on average during it (default {MAX_NOISE}; --quick: never)",
     )
     g.add_argument(
         "--nice",
@@ -201,6 +221,10 @@ def _add_what(g: argparse._ArgumentGroup) -> None:
         help="run the server and the tools at this nice value; a negative one (root only) "
         "makes other work on a shared machine yield the CPU (default 0)",
     )
+
+
+def _default(value: float | None, default: float) -> float:
+    return default if value is None else value
 
 
 def _names(text: str) -> list[str]:

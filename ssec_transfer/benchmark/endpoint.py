@@ -1,6 +1,6 @@
-"""The S3 side of a benchmark: the embedded SeaweedFS or the user's endpoint, and the untimed
-work the harness does there with the ssec-transfer engine (seeding, read-back checks,
-presigning for curl, cleanup).
+"""The S3 side of a benchmark: an embedded server (SeaweedFS, or a throwaway Ceph RGW cluster)
+or the user's endpoint, and the untimed work the harness does there with the ssec-transfer
+engine (seeding, read-back checks, presigning for curl, cleanup).
 
 On a user's endpoint the harness touches only objects below a prefix of its own
 (`ssec-bench-<time>-<random>/`) and deletes them at the end, whatever happens.
@@ -13,24 +13,45 @@ import os
 import re
 import secrets
 import shutil
+import subprocess
+import tempfile
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
 from ssec_transfer.benchmark.measure import prioritise, process_cpu_seconds
-from ssec_transfer.benchmark.scenarios import DataFile, DataSet, sha256_file
+from ssec_transfer.benchmark.scenarios import DataFile, DataSet, GiB, MiB, sha256_file
 from ssec_transfer.engine import TransferConfig, TransferEngine
 from ssec_transfer.keys.customer import SSECustomerKey
 from ssec_transfer.s3.sse import sse_params
 
+if TYPE_CHECKING:
+    from ssec_transfer.servers.base import ServerInfo
+
 T = TypeVar("T")
 PRESIGN_SECONDS = 6 * 3600
 EMBEDDED_BUCKET = "ssec-bench"
+SEAWEEDFS_RECLAIM_ABOVE = 256 * MiB  # compact SeaweedFS's volumes after deleting this much
+CEPH_DAEMONS = ("radosgw", "ceph-osd", "ceph-mon")
+CEPH_GC_TIMEOUT = 300.0
+# What aws and boto3 need on Ceph RGW 16: at botocore's default (`when_supported`) every upload
+# is sent with aws-chunked streamed checksums, which RGW 16 refuses (411 MissingContentLength).
+# The harness checks this on every run (`harness._probe_defaults`) and reports what it saw.
+CEPH_TOOL_ENV = {"AWS_REQUEST_CHECKSUM_CALCULATION": "when_required"}
+CEPH_TOOL_ENV_TOOLS = ("aws", "boto3")  # the peers built on botocore, which read it
+CEPH_CHECKSUM_NOTE = (
+    "On Ceph RGW 16, aws and boto3 ran with AWS_REQUEST_CHECKSUM_CALCULATION=when_required "
+    "and otherwise at their defaults: at botocore's default (when_supported) they send every "
+    "upload as aws-chunked with a trailing CRC32, which RGW 16 refuses with 411 "
+    "MissingContentLength (the probe below shows what this run saw). Their downloads need no "
+    "setting. ssec-transfer always sends checksums only when required; rclone and curl need "
+    "nothing."
+)
 
 
 class VerificationError(Exception):
@@ -46,8 +67,12 @@ class Connection:
     profile: str | None
     env: dict[str, str]  # environment for the tools: credentials, CA, region
     server: dict[str, Any]  # what the report says about the server
-    server_pid: int | None = None  # the embedded server, to measure its CPU
-    master_url: str | None = None  # embedded SeaweedFS master, to reclaim deleted space
+    server_pids: tuple[int, ...] = ()  # the embedded server's processes, to measure their CPU
+    # Frees the space of deleted objects now (an embedded server's own garbage collection),
+    # after deleting at least `reclaim_above` bytes.
+    reclaim: Callable[[], None] | None = field(default=None, repr=False)
+    reclaim_above: int = 0
+    notes: tuple[str, ...] = ()  # what the report must say about runs on this server
 
 
 def new_prefix() -> str:
@@ -70,44 +95,180 @@ def _weed_version(binary: Path) -> str:
 
 
 @contextlib.contextmanager
-def embedded_server(workdir: Path, *, nice: int = 0) -> Iterator[Connection]:
-    """Start the embedded SeaweedFS (HTTPS only) and put its credentials in this process's
-    environment too, where the engine's credential chain finds them."""
-    from ssec_transfer.servers.seaweedfs import SeaweedFS, weed_binary
-
-    server = SeaweedFS(workdir)
-    info = server.start()
-    if nice and server.pid is not None:
-        prioritise(server.pid, nice)  # weed runs in a session (autogroup) of its own
+def _server_environment(info: ServerInfo) -> Iterator[dict[str, str]]:
+    """The server's credentials in this process's environment too, where the engine's
+    credential chain finds them, for the duration; yields the environment for the tools."""
     saved = {k: os.environ.get(k) for k in info.env()}
     os.environ.update(info.env())
     try:
         env = _clean_env()
         env.update(info.env())
-        master = re.search(r"-master\.port=(\d+)", _last_command_line(server.log_path))
-        yield Connection(
-            endpoint_url=info.endpoint_url,
-            bucket=EMBEDDED_BUCKET,
-            region=info.region,
-            ca_bundle=info.ca_bundle,
-            profile=None,
-            env=env,
-            server={
-                "kind": "embedded SeaweedFS (weed mini), HTTPS on loopback, same machine",
-                "version": _weed_version(weed_binary()),
-                "endpoint_url": info.endpoint_url,
-            },
-            server_pid=server.pid,
-            master_url=f"http://127.0.0.1:{master.group(1)}" if master else None,
-        )
+        yield env
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@contextlib.contextmanager
+def embedded_server(workdir: Path, *, nice: int = 0) -> Iterator[Connection]:
+    """Start the embedded SeaweedFS (HTTPS only)."""
+    from ssec_transfer.servers.seaweedfs import SeaweedFS, weed_binary
+
+    server = SeaweedFS(workdir)
+    try:
+        info = server.start()
+        if nice and server.pid is not None:
+            prioritise(server.pid, nice)  # weed runs in a session (autogroup) of its own
+        with _server_environment(info) as env:
+            master = re.search(r"-master\.port=(\d+)", _last_command_line(server.log_path))
+            master_url = f"http://127.0.0.1:{master.group(1)}" if master else None
+            yield Connection(
+                endpoint_url=info.endpoint_url,
+                bucket=EMBEDDED_BUCKET,
+                region=info.region,
+                ca_bundle=info.ca_bundle,
+                profile=None,
+                env=env,
+                server={
+                    "kind": "embedded SeaweedFS (weed mini), HTTPS on loopback, same machine",
+                    "name": "seaweedfs",
+                    "version": _weed_version(weed_binary()),
+                    "endpoint_url": info.endpoint_url,
+                    "cpu_measured": "the weed process",
+                },
+                server_pids=() if server.pid is None else (server.pid,),
+                reclaim=None if master_url is None else lambda: _seaweedfs_vacuum(master_url),
+                reclaim_above=SEAWEEDFS_RECLAIM_ABOVE,
+            )
+    finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _seaweedfs_vacuum(master_url: str) -> None:
+    """Ask SeaweedFS to compact deleted data now (else GiBs pile up on disk)."""
+    url = f"{master_url}/vol/vacuum?garbageThreshold=0.0001"
+    # S310: the URL is our own loopback server's.
+    with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=120) as resp:  # noqa: S310
+        resp.read()
+
+
+def ceph_memstore_bytes(largest_data_set: int) -> int:
+    """The RAM the Ceph OSD may fill: one data set stored (seeded, or a tool's upload), one in
+    flight and room for what garbage collection has not freed yet."""
+    return max(2 * GiB, 2 * largest_data_set + GiB)
+
+
+@contextlib.contextmanager
+def ceph_server(*, memstore_bytes: int, nice: int = 0) -> Iterator[Connection]:
+    """Start a throwaway one-node Ceph RGW cluster (one monitor, one memstore OSD, radosgw
+    serving HTTPS), as the test suite and `ssec-transfer server --kind ceph` do.
+
+    Its state goes to a short folder of its own under the temporary directory (mode 0700):
+    the daemons' admin sockets live there and a Unix socket path may not exceed 107 bytes.
+    """
+    from ssec_transfer.servers.ceph import CephRGW, ensure_ceph_installed
+
+    ensure_ceph_installed()
+    workdir = Path(tempfile.mkdtemp(prefix="ssec-bench-ceph-"))
+    server = CephRGW(workdir, memstore_bytes=memstore_bytes)
+    try:
+        info = server.start()
+        pids = ceph_daemon_pids(server.conf)
+        if nice:
+            for pid in pids.values():
+                prioritise(pid, nice)  # each daemon runs in a session (autogroup) of its own
+        missing = [d for d in CEPH_DAEMONS if d not in pids]
+        measured = ", ".join(f"{d} (pid {pids[d]})" for d in CEPH_DAEMONS if d in pids)
+        cpu_note = (
+            "Server CPU-s is the sum of the Ceph daemons' user+system time "
+            f"({', '.join(CEPH_DAEMONS)}, from /proc/PID/stat, every thread included): "
+            "radosgw does HTTP, TLS, SSE-C encryption and the S3 logic, the OSD stores the "
+            "objects (in RAM: memstore), the monitor is nearly idle. The radosgw-admin "
+            "garbage collection the harness runs between runs is not counted."
+        )
+        if missing:
+            cpu_note += f" Not found, so not counted: {', '.join(missing)}."
+        with _server_environment(info) as env:
+            env.update(CEPH_TOOL_ENV)
+            yield Connection(
+                endpoint_url=info.endpoint_url,
+                bucket=EMBEDDED_BUCKET,
+                region=info.region,
+                ca_bundle=info.ca_bundle,
+                profile=None,
+                env=env,
+                server={
+                    "kind": "embedded Ceph RGW (one monitor, one memstore OSD, radosgw with "
+                    "beast), HTTPS on loopback, same machine",
+                    "name": "ceph",
+                    "version": _ceph_version(),
+                    "endpoint_url": info.endpoint_url,
+                    "memstore_bytes": memstore_bytes,
+                    "cpu_measured": measured or "nothing (no daemon found)",
+                    "tool_env": dict(CEPH_TOOL_ENV),
+                    "tool_env_tools": list(CEPH_TOOL_ENV_TOOLS),
+                },
+                server_pids=tuple(pids.values()),
+                reclaim=lambda: _ceph_gc(server.conf),
+                # Every deletion: a multipart object's parts wait for RGW's collector, whose
+                # work would otherwise land in a later run's server CPU.
+                reclaim_above=0,
+                notes=(
+                    cpu_note,
+                    "Ceph's OSD keeps objects in RAM (memstore): no disk I/O on the server side, "
+                    "unlike SeaweedFS, which writes to its volume files.",
+                    CEPH_CHECKSUM_NOTE,
+                ),
+            )
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def ceph_daemon_pids(conf: Path) -> dict[str, int]:
+    """The pids of the Ceph daemons started with config file `conf` (radosgw, ceph-osd,
+    ceph-mon), found in /proc by their command lines; another cluster on the machine (a test
+    suite's) has another config file and is not counted."""
+    found: dict[str, int] = {}
+    wanted = str(conf).encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        name = os.path.basename(argv[0]).decode(errors="replace") if argv else ""
+        if name in CEPH_DAEMONS and wanted in argv:
+            found[name] = int(entry.name)
+    return found
+
+
+def _ceph_version() -> str:
+    try:
+        proc = subprocess.run(
+            ["radosgw", "--version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    lines = (proc.stdout or proc.stderr).strip().splitlines()
+    return lines[0] if proc.returncode == 0 and lines else "?"
+
+
+def _ceph_gc(conf: Path) -> None:
+    """Run RGW's garbage collection now: deleted multipart objects leave their parts to it,
+    and the OSD keeps them in RAM until it runs (by itself, only every few tens of seconds)."""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        subprocess.run(
+            ["radosgw-admin", "-c", str(conf), "gc", "process", "--include-all"],
+            capture_output=True,
+            timeout=CEPH_GC_TIMEOUT,
+            check=False,
+        )
 
 
 def _last_command_line(log: Path) -> str:
@@ -261,17 +422,18 @@ class Store:
 
         return self._run(go)
 
-    def reclaim_space(self) -> None:
-        """Ask the embedded SeaweedFS to compact deleted data now (else GiBs pile up on disk)."""
-        if self.conn.master_url is None:
-            return
-        url = f"{self.conn.master_url}/vol/vacuum?garbageThreshold=0.0001"
-        # S310: the URL is our own loopback server's, built above.
-        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=120) as resp:  # noqa: S310
-            resp.read()
+    def reclaim_space(self, deleted_bytes: int) -> None:
+        """Let the embedded server free what was just deleted, when it needs telling and
+        enough was deleted; nothing on a user's endpoint."""
+        if self.conn.reclaim is not None and deleted_bytes >= self.conn.reclaim_above:
+            self.conn.reclaim()
 
     def server_cpu_seconds(self) -> float | None:
-        return process_cpu_seconds(self.conn.server_pid)
+        """CPU seconds the embedded server's processes have used so far (None when none is
+        measurable: a user's endpoint, or every process gone)."""
+        readings = [process_cpu_seconds(pid) for pid in self.conn.server_pids]
+        known = [r for r in readings if r is not None]
+        return sum(known) if known else None
 
 
 async def list_keys(engine: TransferEngine, bucket: str, prefix: str) -> list[str]:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -27,6 +29,8 @@ from ssec_transfer.benchmark.endpoint import (
     Connection,
     Store,
     VerificationError,
+    ceph_memstore_bytes,
+    ceph_server,
     embedded_server,
     new_prefix,
     user_endpoint,
@@ -46,6 +50,7 @@ from ssec_transfer.benchmark.scenarios import (
     FULL_SPECS,
     QUICK_SPECS,
     DataSet,
+    GiB,
     MiB,
     Scenario,
     ensure_dataset,
@@ -54,7 +59,6 @@ from ssec_transfer.benchmark.scenarios import (
 from ssec_transfer.benchmark.stats import RunRecord
 from ssec_transfer.keys.customer import SSECustomerKey
 
-RECLAIM_ABOVE = 256 * MiB  # compact the embedded server's volumes after deleting this much
 QUIET_WINDOW = 0.5  # seconds sampled before a run to see whether the machine is idle
 QUIET_CORES = 0.15  # what other processes may use, in cores, for the machine to count as idle
 NOISY_RETRIES = 2
@@ -272,8 +276,7 @@ class Runner:
         finally:
             if sc.direction == "up":
                 self.store.delete_prefix(where)
-                if data.total_bytes >= RECLAIM_ABOVE:
-                    self.store.reclaim_space()
+                self.store.reclaim_space(data.total_bytes)
             elif dest is not None:
                 shutil.rmtree(dest, ignore_errors=True)
         return None
@@ -338,8 +341,7 @@ def _run_scenarios(
             for s in plan.scenarios[plan.scenarios.index(sc) + 1 :]
         ):
             runner.store.delete_prefix(seeded[sc.data])
-            if data.total_bytes >= RECLAIM_ABOVE:
-                runner.store.reclaim_space()
+            runner.store.reclaim_space(data.total_bytes)
 
 
 # -- entry points --------------------------------------------------------------------------------
@@ -363,7 +365,11 @@ def run(args: argparse.Namespace) -> int:
             )
             return 2
     facts = machine_facts()
-    stem = f"{time.strftime('%Y-%m-%d')}-{machine_name(facts)}" + ("-quick" if plan.quick else "")
+    # SeaweedFS runs keep the names they always had; other servers say theirs.
+    server = f"-{plan.server}" if plan.server not in (None, "seaweedfs") else ""
+    stem = f"{time.strftime('%Y-%m-%d')}-{machine_name(facts)}{server}" + (
+        "-quick" if plan.quick else ""
+    )
     time_binary = ensure_gnu_time()
     report = _new_report(plan, facts, time_binary)
     exit_code = 0
@@ -379,6 +385,9 @@ def run(args: argparse.Namespace) -> int:
             except KeyboardInterrupt:
                 report.notes.append("Interrupted: the results are partial.")
                 exit_code = 130
+            except ServerUnavailable as exc:
+                print(f"ssec-transfer bench: error: {exc}", file=sys.stderr)
+                return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
         if plan.nice:
@@ -401,15 +410,17 @@ def _new_report(plan: Plan, facts: dict[str, Any], time_binary: Path | None) -> 
             "warmup": plan.warmup,
             "runs_text": f"{plan.warmup} warm-up + {plan.runs} measured per tool and scenario "
             f"(4 GiB: no warm-up, {plan.runs_4g} measured), tools interleaved",
+            "server": plan.server or "endpoint",
             "tools": plan.tools,
             "scenarios": [s.id for s in plan.scenarios],
             "rss_measured_with": str(time_binary) if time_binary else "wait4 ru_maxrss",
             "nice": plan.nice,
             "quiet_wait_s": plan.quiet_wait,
-            "max_noise_cores": plan.max_noise,
+            # None: never repeated for noise (--quick); JSON has no infinity.
+            "max_noise_cores": plan.max_noise if math.isfinite(plan.max_noise) else None,
         },
         machine=facts,
-        server={},
+        server={"name": plan.server or "endpoint"},
         scenarios={},
         tools={},
     )
@@ -435,7 +446,13 @@ def _new_report(plan: Plan, facts: dict[str, Any], time_binary: Path | None) -> 
 
 
 def _write_report(plan: Plan, report: Report, stem: str) -> None:
-    """Note the repeated runs, stamp the end time and write JSON, markdown and chart."""
+    """Note the failures and the repeated runs, stamp the end time and write JSON, markdown
+    and chart."""
+    for (scenario, tool), error in _first_failures(report.records).items():
+        report.notes.append(
+            f"{tool} FAILED in {scenario} on {report.server.get('kind', 'the server')}, "
+            f"so it ran no more rounds there: {error}"
+        )
     repeated = sum(r.noisy for r in report.records)
     if repeated:
         report.notes.append(
@@ -448,12 +465,100 @@ def _write_report(plan: Plan, report: Report, stem: str) -> None:
         _say(f"wrote {kind}: {path}")
 
 
+def _first_failures(records: Sequence[RunRecord]) -> dict[tuple[str, str], str]:
+    """(scenario, tool) -> the error of the first failed run: a peer that cannot do something
+    on this server is said in the notes, not only in a table cell."""
+    out: dict[tuple[str, str], str] = {}
+    for r in records:
+        if not r.ok and (r.scenario, r.tool) not in out:
+            out[r.scenario, r.tool] = " ".join((r.error or "unknown error").split())[:600]
+    return out
+
+
 def _command_line() -> list[str]:
     """The command as the user typed it (`ssec-transfer bench ...` or `python -m ...`)."""
     first = Path(sys.argv[0])
     if first.name == "__main__.py":
         return ["python", "-m", "ssec_transfer.benchmark", *sys.argv[1:]]
     return [first.name, *sys.argv[1:]]
+
+
+def _probe_defaults(
+    tools: Sequence[Tool], target: Target, store: Store, where: str, workdir: Path, report: Report
+) -> None:
+    """Where the server makes some peers run with a setting of their own (Ceph: botocore's
+    checksum setting for aws and boto3), try one small upload with each at its true defaults
+    first, and say in the report what happened: the setting is shown to be needed, not
+    assumed."""
+    settings: dict[str, str] = report.server.get("tool_env") or {}
+    names = report.server.get("tool_env_tools") or []
+    if not settings:
+        return
+    sample = workdir / "probe.bin"
+    sample.write_bytes(os.urandom(64 * 1024))
+    shown = ", ".join(f"{k}={v}" for k, v in settings.items())
+    try:
+        for tool in tools:
+            if tool.name not in names:
+                continue
+            info = report.tools[tool.name]
+            info["note"] = f"{info['note']}; here with {shown} (see the notes)"
+            inv = tool.invocation(target, tool.put_file(target, sample, f"{where}/{tool.name}"))
+            env = {k: v for k, v in inv.env.items() if k not in settings}
+            # awscli's own error handler can hide the server's answer (an empty S3 error
+            # message makes it fail with a TypeError); its debug log keeps status and code.
+            argv = [*inv.argv, "--debug"] if tool.name == "aws" else inv.argv
+            try:
+                proc = subprocess.run(
+                    argv,
+                    env=env,
+                    cwd=workdir,
+                    capture_output=True,
+                    text=True,
+                    timeout=300,
+                    check=False,
+                )
+            except (OSError, subprocess.SubprocessError) as exc:
+                outcome = f"could not be run: {exc}"
+            else:
+                outcome = (
+                    "succeeded, so the setting was not needed with this version"
+                    if proc.returncode == 0
+                    else f"failed (exit {proc.returncode}): {_s3_failure(proc.stderr)}"
+                )
+            info["probe_at_defaults"] = outcome
+            report.notes.append(
+                f"Probe: one 64 KiB upload by {tool.name} at its defaults (without {shown}) "
+                f"{outcome}"
+            )
+            _say(f"probe: {tool.name} at its defaults: {outcome[:200]}")
+    finally:
+        sample.unlink(missing_ok=True)
+        store.delete_prefix(where)
+
+
+def _s3_failure(stderr: str) -> str:
+    """What a botocore-based tool's output says the server answered: HTTP status and S3 error
+    code where they show, and the last line of the output."""
+    debug_line = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ - ")  # awscli --debug
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip() and not debug_line.match(ln)]
+    last = lines[-1][-200:] if lines else "no output"
+    status = re.findall(r'HTTP/1\.1" (\d{3})', stderr)
+    codes = re.findall(r"<Code>(\w+)</Code>", stderr) or re.findall(
+        r"\((\w+)\) when calling", stderr
+    )
+    ops = re.findall(r"when calling the (\w+) operation", stderr) or re.findall(
+        r"OperationModel\(name=(\w+)\)", stderr
+    )
+    answer = " ".join(x for x in (status[-1] if status else "", codes[-1] if codes else "") if x)
+    if not answer:
+        return last
+    op = f" to {ops[-1]}" if ops else ""
+    return f"the server answered {answer}{op} (last line: {last})"
+
+
+class ServerUnavailable(Exception):
+    """The embedded server could not be installed or started: nothing was measured."""
 
 
 def _benchmark(plan: Plan, report: Report, workdir: Path, time_binary: Path | None) -> None:
@@ -481,7 +586,14 @@ def _benchmark(plan: Plan, report: Report, workdir: Path, time_binary: Path | No
         raise RuntimeError("no tool could be installed")
 
     server_cm: contextlib.AbstractContextManager[Connection]
-    if plan.embedded:
+    if plan.server == "ceph":
+        memstore = ceph_memstore_bytes(max(d.total_bytes for d in datasets.values()))
+        _say(
+            "starting a throwaway Ceph RGW cluster (HTTPS only; the OSD keeps up to "
+            f"{memstore / GiB:.0f} GiB of objects in RAM)"
+        )
+        server_cm = ceph_server(memstore_bytes=memstore, nice=plan.nice)
+    elif plan.embedded:
         _say("starting the embedded SeaweedFS server (HTTPS only)")
         server_cm = embedded_server(workdir / "server", nice=plan.nice)
     else:
@@ -496,8 +608,17 @@ def _benchmark(plan: Plan, report: Report, workdir: Path, time_binary: Path | No
                 profile=plan.profile,
             )
         )
-    with server_cm as conn:
+    with contextlib.ExitStack() as stack:
+        try:
+            conn = stack.enter_context(server_cm)
+        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+            # No Ceph packages and no root to install them, a daemon that dies: one clear
+            # error, not a traceback.
+            raise ServerUnavailable(
+                f"cannot start the embedded {plan.server} server: {exc}"
+            ) from exc
         report.server = conn.server
+        report.notes.extend(conn.notes)
         key = _keygen(workdir / "sse-c.key")
         store = Store(conn, key)
         store.ensure_bucket(create=plan.embedded)
@@ -516,6 +637,7 @@ def _benchmark(plan: Plan, report: Report, workdir: Path, time_binary: Path | No
         )
         for tool in tools:
             tool.configure(target)
+        _probe_defaults(tools, target, store, f"{prefix}/probe", workdir, report)
         runner = Runner(plan, store, target, workdir, prefix, time_binary)
         try:
             _run_scenarios(runner, tools, datasets, report)

@@ -199,12 +199,22 @@ def prioritise(pid: int, nice: int) -> str | None:
 
     Linux's scheduler first shares the CPU between *autogroups* (one per session), and nice
     values only order processes inside one group. So the nice value goes on the process and,
-    where autogroups are on, on its group too. Returns why it failed, or None.
+    where autogroups are on, on its group too. On Linux a nice value belongs to one thread, so
+    it goes on every thread the process already has (a server's worker threads exist by the
+    time it is reniced); threads started later inherit it. Returns why it failed, or None.
     """
     try:
         os.setpriority(os.PRIO_PROCESS, pid, nice)
     except OSError as exc:
         return f"setpriority: {exc.strerror}"
+    try:
+        threads = [int(t.name) for t in Path(f"/proc/{pid}/task").iterdir()]
+    except (OSError, ValueError):
+        threads = []
+    for tid in threads:
+        if tid != pid:
+            with contextlib.suppress(OSError):  # a thread may end meanwhile
+                os.setpriority(os.PRIO_PROCESS, tid, nice)
     autogroup = Path(f"/proc/{pid}/autogroup")
     if autogroup.exists():
         try:

@@ -152,6 +152,13 @@ def _markdown_header(report: Report) -> list[str]:
     """Title, command, machine, server and schedule, and how to read the tables."""
     m = report.machine
     mem = f"{m['memory_bytes'] / 2**30:.0f} GiB" if m.get("memory_bytes") else "?"
+    version = report.server.get("version")
+    measured = report.server.get("cpu_measured")
+    server_cpu = (
+        f"server CPU is what the embedded server used during the run (same cores: {measured})"
+        if measured
+        else "server CPU is not measured on a user's endpoint"
+    )
     return [
         f"# ssec-transfer benchmark, {report.started[:10]}",
         "",
@@ -159,16 +166,14 @@ def _markdown_header(report: Report) -> list[str]:
         f"- **Machine:** {m['hostname']}: {m['cpu_model']}, {m['cpus']} CPUs, {mem} RAM, "
         f"{m['os']}, Python {m['python']}",
         f"- **Server:** {report.server.get('kind')}"
-        + (
-            f" (`weed version`: {report.server['version']})" if report.server.get("version") else ""
-        ),
+        + (f" (version: {version})" if version else ""),
         f"- **Runs:** {report.settings.get('runs_text', '')}",
         f"- **Started / finished:** {report.started} / {report.finished}",
         "",
         "Medians of the measured runs, (min-max) in brackets. CPU is the client's user+system "
-        "time per GiB moved; RSS the client's peak resident memory; server CPU is what the "
-        "embedded SeaweedFS used during the run (same cores); others CPU is what every other "
-        "process on the machine used meanwhile (near 0 means a quiet machine).",
+        f"time per GiB moved; RSS the client's peak resident memory; {server_cpu}; others "
+        "CPU is what every other process on the machine used meanwhile (near 0 means a quiet "
+        "machine).",
         "",
     ]
 

@@ -81,8 +81,9 @@ def _register_tryouts(command: CommandFactory) -> None:
         "benchmark ssec-transfer beside aws s3 cp, rclone, boto3 and curl under SSE-C",
         "Same server, same random data, tools interleaved; wall time, MiB/s, client CPU "
         "seconds per GiB and peak RSS, as medians with min-max and ratios. Without "
-        "--endpoint-url it starts the embedded SeaweedFS; on your endpoint it writes only "
-        "under a prefix of its own and deletes it afterwards. See benchmarks/README.md.",
+        "--endpoint-url it starts an embedded server: SeaweedFS, or a throwaway Ceph RGW "
+        "cluster with --server ceph; on your endpoint it writes only under a prefix of its "
+        "own and deletes it afterwards. See benchmarks/README.md.",
     )
     from ssec_transfer import benchmark
 
