@@ -48,7 +48,12 @@ from ssec_transfer.transfer.destination import (
     plan_destination,
     remove_stale_temp_files,
 )
-from ssec_transfer.transfer.download import DownloadOptions, download_file, download_small
+from ssec_transfer.transfer.download import (
+    DownloadOptions,
+    Sighted,
+    download_file,
+    download_small,
+)
 from ssec_transfer.transfer.upload import UploadOptions, check_source, upload_file
 
 if TYPE_CHECKING:
@@ -359,9 +364,11 @@ class TransferEngine:
     ) -> TransferResult:
         """Download to `dest` atomically; `dest` is untouched unless every byte arrived.
 
-        `size_hint`: the size a listing gave. A small object is then fetched with one GET and
-        no HEAD (the GET's answer says what the HEAD would); the object is still checked
-        against its stored checksum or the ledger's digest."""
+        The first request is a whole-object GET, whose answer says what a HEAD would: an
+        object up to the multipart threshold is fetched with it alone, a larger one in ranges
+        after it. `size_hint`, the size a listing gave, skips that GET for objects known to be
+        large. Either way the data is checked against the stored checksum or the ledger's
+        digest."""
         client = self._guard(sse_key)
         options = replace(
             self._download_options(self._resumable()),
@@ -381,17 +388,17 @@ class TransferEngine:
                 await anyio.to_thread.run_sync(writer.close, abandon_on_cancel=True)
             return replace(result, path=str(target.path))
         await self._sweep_stale_temp_files(target.folder)
-        small: TransferResult | None = None
-        if size_hint is not None and size_hint <= options.multipart_threshold:
+        first: TransferResult | Sighted | None = None  # None: no GET came first
+        if size_hint is None or size_hint <= options.multipart_threshold:
             with self._note_disruption():
-                small = await download_small(
+                first = await download_small(
                     client, bucket, key, target, ssec=sse_key, version_id=version_id,
                     size_hint=size_hint, options=options, scheduler=self.scheduler,
                     progress=progress,
                 )  # fmt: skip
-        if small is not None:
-            await self._record(small)
-            return small
+        if isinstance(first, TransferResult):
+            await self._record(first)
+            return first
         with self._note_disruption():
             result = await download_file(
                 client,
@@ -403,6 +410,7 @@ class TransferEngine:
                 options=options,
                 scheduler=self.scheduler,
                 progress=progress,
+                sighted=first,
             )
         await self._record(result)
         return result

@@ -1,7 +1,11 @@
-"""Download one object: HEAD with the key, then ranged GETs in parallel into a temporary file.
+"""Download one object: a whole-object GET first, then ranged GETs in parallel if it is large.
 
-One `DownloadJob` per object holds what its requests need. Every GET is pinned to the object
-seen by the HEAD (If-Match on its ETag, and its VersionId), so an object replaced mid-download
+The first GET (`download_small`) asks for the whole object with its stored checksum: its answer
+says what a HEAD would (size, ETag, version, key MD5, checksum), and for an object up to the
+multipart threshold its body is the download. A larger object's first answer is closed unread
+and the object is fetched in ranges (`download_file`); a HEAD is sent only when no GET came
+first. One `DownloadJob` per object holds what its requests need. Every ranged GET is pinned to
+the object first seen (If-Match on its ETag, and its VersionId), so an object replaced mid-download
 fails cleanly instead of mixing two versions; a body that breaks midway is fetched again from
 the byte where it broke (`s3.requests.get_range`). Parts are written positionally
 (`os.pwritev`), so no reorder buffer is needed. The temporary file lives beside DEST and is
@@ -44,6 +48,7 @@ from ssec_transfer.s3.requests import (
     object_info,
     pinned_get,
 )
+from ssec_transfer.s3.timeouts import say_part_retry
 from ssec_transfer.state.journal import DownloadEntry, Resumable
 from ssec_transfer.transfer.destination import Destination, TempFile
 
@@ -80,6 +85,15 @@ def _stored_digest(head: dict[str, Any]) -> str | None:
     return f"crc32c:{value}"
 
 
+@dataclass(frozen=True)
+class Sighted:
+    """What a whole-object GET said of an object too large to take in one piece: all a HEAD
+    would have, so the ranged download needs none."""
+
+    info: ObjectInfo
+    stored_digest: str | None  # the server's full-object checksum, where it keeps one
+
+
 async def download_file(
     client: Any,
     bucket: str,
@@ -91,16 +105,21 @@ async def download_file(
     options: DownloadOptions,
     scheduler: Scheduler,
     progress: ProgressCallback | None = None,
+    sighted: Sighted | None = None,
 ) -> TransferResult:
-    """Download s3://bucket/key (that version, if given) to the regular file `dest`."""
+    """Download s3://bucket/key (that version, if given) to the regular file `dest` in ranges,
+    pinned to the object `sighted` saw (without it, a HEAD looks first)."""
     started = time.perf_counter()
-    async with scheduler.request():
-        info, head = await head_object(
-            client, ObjectRef(bucket, key, ssec), version_id=version_id, checksums=True
-        )
+    if sighted is None:
+        async with scheduler.request():
+            info, head = await head_object(
+                client, ObjectRef(bucket, key, ssec), version_id=version_id, checksums=True
+            )
+        sighted = Sighted(info, _stored_digest(head))
+    info = sighted.info
     job = DownloadJob(
         client, info, ssec, dest, plan_reads(info.size, options), options, scheduler, progress,
-        expected=_stored_digest(head) or options.expected_digest(info),
+        expected=sighted.stored_digest or options.expected_digest(info),
     )  # fmt: skip
     crc, resumed = await job.run()
     return download_result(
@@ -117,17 +136,19 @@ async def download_small(
     *,
     ssec: SSECustomerKey | None,
     version_id: str | None,
-    size_hint: int,
+    size_hint: int | None,
     options: DownloadOptions,
     scheduler: Scheduler,
     progress: ProgressCallback | None = None,
-) -> TransferResult | None:
-    """One GET, no HEAD, for an object a listing said is small: the answer's headers say what
-    the HEAD would have (size, ETag, version, key MD5, stored checksum) and its body is the
-    object. The file is written, fsynced and renamed in one worker-thread call.
+) -> TransferResult | Sighted:
+    """One GET, no HEAD: the answer's headers say what the HEAD would have (size, ETag,
+    version, key MD5, stored checksum) and, for an object up to the multipart threshold, its
+    body is the object. The file is written, fsynced and renamed in one worker-thread call.
+    `size_hint` is the size a listing gave, if one did (memory is reserved for it).
 
-    None when the object is no longer small or its body broke: the caller then takes the
-    ranged path, which pins what it reads and resumes broken bodies.
+    Sighted when the object is larger than the threshold (or than the listing said), its
+    body then closed unread, or when its body broke: the caller fetches it in pinned ranges,
+    which resume a broken body from where it broke.
     """
     started = time.perf_counter()
     obj = ObjectRef(bucket, key, ssec)
@@ -135,18 +156,21 @@ async def download_small(
     params = {**obj.params(), "ChecksumMode": "ENABLED"}
     if version_id:
         params["VersionId"] = version_id
-    async with scheduler.budget.reserve(max(size_hint, 1)), scheduler.request():
+    limit = options.multipart_threshold if size_hint is None else size_hint
+    async with scheduler.budget.reserve(max(limit, 1)), scheduler.request():
         answer = await get_object(client, params, ctx, key_sent=ssec is not None)
         async with answer["Body"] as body:
             info = object_info(obj, answer, ctx)
-            if info.size > max(size_hint, 0) or info.size > options.multipart_threshold:
-                return None  # it grew since the listing: not held in memory whole
+            if info.size > max(limit, 0) or info.size > options.multipart_threshold:
+                return Sighted(info, _stored_digest(answer))  # too large to hold whole
             try:
                 data = await body.read()
-            except BODY_ERRORS:
-                return None
-    if len(data) != info.size:
-        return None
+            except BODY_ERRORS as exc:
+                data = b""
+                say_part_retry(client, exc, f"GetObject {ctx.url}", 2,
+                               options.retry.max_attempts, "fetching it again")  # fmt: skip
+    if len(data) != info.size:  # a broken body: the ranged path resumes where it breaks
+        return Sighted(info, _stored_digest(answer))
     crc = crc32c(data)
     expected = _stored_digest(answer) or options.expected_digest(info)
     if expected is not None and digest_text(crc) != expected:

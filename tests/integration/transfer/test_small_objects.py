@@ -1,5 +1,6 @@
-"""A small object a listing announced is fetched with one GET and no HEAD; what the HEAD did
-(size, version, key checks, stored checksum) the GET's answer does."""
+"""A download starts with a whole-object GET and no HEAD: what the HEAD did (size, version, key
+checks, stored checksum) the GET's answer does. A small object takes that one GET; a larger
+one is fetched in ranges after it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ssec_transfer import SSECustomerKey, TransferEngine
+from ssec_transfer import SSECustomerKey, TransferConfig, TransferEngine
 from ssec_transfer.core.errors import UnexpectedKeyError, WrongKeyError
 from ssec_transfer.s3.sse import sse_params
 
@@ -20,17 +21,23 @@ def _names(folder: Path) -> list[str]:
 
 
 class Counted:
-    """Counts the HEADs an engine's client sends (the client itself is real)."""
+    """Counts the HEADs and GETs an engine's client sends (the client itself is real)."""
 
     def __init__(self, client: Any) -> None:
         self.heads = 0
-        original = client.head_object
+        self.gets: list[str | None] = []  # the Range of each GET
+        head, get = client.head_object, client.get_object
 
         async def head_object(**params: Any) -> Any:
             self.heads += 1
-            return await original(**params)
+            return await head(**params)
+
+        async def get_object(**params: Any) -> Any:
+            self.gets.append(params.get("Range"))
+            return await get(**params)
 
         client.head_object = head_object
+        client.get_object = get_object
 
 
 async def test_a_listed_small_object_takes_one_get_and_no_head(
@@ -52,7 +59,7 @@ async def test_a_listed_small_object_takes_one_get_and_no_head(
         assert (tmp_path / name).read_bytes() == body
 
 
-async def test_an_object_larger_than_listed_takes_the_ranged_path(
+async def test_an_object_larger_than_listed_takes_the_ranged_path_without_a_head(
     tmp_path: Path, bucket: str, admin: Any, engine_kwargs: dict[str, str]
 ) -> None:
     key = SSECustomerKey.generate()
@@ -60,9 +67,49 @@ async def test_an_object_larger_than_listed_takes_the_ranged_path(
     async with TransferEngine(**engine_kwargs) as engine:
         counted = Counted(engine.client)
         result = await engine.download(bucket, "grew", tmp_path / "g", sse_key=key, size_hint=10)
-        assert counted.heads == 1
+        assert counted.heads == 0
+        assert counted.gets == [None, None]  # the first answer closed unread, then read pinned
     assert result.size == 5000
     assert (tmp_path / "g").read_bytes() == b"x" * 5000
+
+
+async def test_one_object_without_a_listing_takes_one_get(
+    tmp_path: Path, bucket: str, admin: Any, engine_kwargs: dict[str, str]
+) -> None:
+    key = SSECustomerKey.generate()
+    admin.put_object(Bucket=bucket, Key="one", Body=b"y" * 3000, **sse_params(key))
+    admin.put_object(Bucket=bucket, Key="empty", Body=b"", **sse_params(key))
+    async with TransferEngine(**engine_kwargs) as engine:
+        counted = Counted(engine.client)
+        one = await engine.download(bucket, "one", tmp_path / "one", sse_key=key)
+        empty = await engine.download(bucket, "empty", tmp_path / "empty", sse_key=key)
+        assert (counted.heads, counted.gets) == (0, [None, None])
+    assert (one.size, one.parts, empty.size) == (3000, 1, 0)
+    assert (tmp_path / "one").read_bytes() == b"y" * 3000
+    assert (tmp_path / "empty").read_bytes() == b""
+    assert _names(tmp_path) == ["empty", "one"]
+
+
+async def test_a_large_object_is_fetched_in_ranges_after_the_first_get(
+    tmp_path: Path, bucket: str, admin: Any, engine_kwargs: dict[str, str]
+) -> None:
+    key = SSECustomerKey.generate()
+    mib = 1024 * 1024
+    body = bytes(range(256)) * (11 * mib // 256)
+    admin.put_object(Bucket=bucket, Key="large", Body=body, **sse_params(key))
+    config = TransferConfig(part_size=5 * mib, multipart_threshold=5 * mib)
+    async with TransferEngine(**engine_kwargs, config=config) as engine:
+        counted = Counted(engine.client)
+        result = await engine.download(bucket, "large", tmp_path / "large", sse_key=key)
+        assert counted.heads == 0
+        assert counted.gets[0] is None
+        assert set(counted.gets[1:]) == {
+            f"bytes=0-{5 * mib - 1}", f"bytes={5 * mib}-{10 * mib - 1}",
+            f"bytes={10 * mib}-{11 * mib - 1}",
+        }  # fmt: skip
+        assert len(counted.gets) == 4
+    assert (result.size, result.parts) == (11 * mib, 3)
+    assert (tmp_path / "large").read_bytes() == body
 
 
 async def test_key_errors_on_the_one_get_path_are_the_same_as_on_the_head_path(
