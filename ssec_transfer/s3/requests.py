@@ -3,9 +3,11 @@
 HEAD, GET of one range (resumed from the byte where a body broke), PutObject, UploadPart
 (sent again when the server saw corrupted bytes or the connection broke) and a quiet abort.
 Each request carries its object's SSE-C key as built by `s3.sse`, and every failure leaves here
-translated into the tool's errors with the operation and the object named. Request slots
-(`Scheduler.request`) and memory reservations stay with the callers, who know what a request
-holds while it waits.
+translated into the tool's errors with the operation and the object named. GetObject,
+PutObject and UploadPart reach the server through the data plane (`s3.dataplane`, behind the
+client `s3.client.open_client` makes), which answers and fails exactly as aiobotocore does.
+Request slots (`Scheduler.request`) and memory reservations stay with the callers, who know
+what a request holds while it waits.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Nothing waits forever: the bounds on every request, a line on stderr while retrying, and
 what a request that got no answer leaves for its error message.
 
-Per attempt (botocore makes up to `--max-attempts` of them):
+Per attempt (botocore makes up to `--max-attempts` of them; the data plane, `s3.dataplane`,
+makes its attempts through the same hooks and `watched_attempt`, so all of this holds there):
 
 - the connect timeout bounds the TCP connection and the TLS handshake (aiohttp's sock_connect);
 - the read timeout bounds every silence of the server: waiting for its answer, or between two
@@ -169,16 +170,23 @@ def _describe_answer(response: Any, host: str) -> Failure | None:
 # -- botocore hooks ---------------------------------------------------------------------------
 
 
-def _note_request(
-    request_timeout: float, params: Any, model: Any, context: dict[str, Any], **_: Any
+def note_request(
+    context: dict[str, Any], operation: str, params: Any, request_timeout: float
 ) -> None:
-    """`before-parameter-build`: name the request in its retry lines (never its key) and
-    give its attempts the bound on its silence."""
-    where = getattr(model, "name", "request")
+    """Name the request in its retry lines (never its key) and give its attempts the bound on
+    its silence. botocore's requests get this from a hook; the data plane calls it itself."""
+    where = operation
     if isinstance(params, dict) and params.get("Bucket"):
         where += f" s3://{params['Bucket']}/{params.get('Key') or ''}"
     context[_TARGET] = where
     context[_LIMIT] = request_timeout
+
+
+def _note_request(
+    request_timeout: float, params: Any, model: Any, context: dict[str, Any], **_: Any
+) -> None:
+    """`before-parameter-build`: `note_request` for botocore's requests."""
+    note_request(context, getattr(model, "name", "request"), params, request_timeout)
 
 
 def retry_judge(request_timeout: float) -> Callable[..., bool | None]:
@@ -235,24 +243,51 @@ class WatchedSession(AIOHTTPSession):  # type: ignore[misc]  # aiobotocore is un
         context = getattr(request, "context", None)
         if not isinstance(context, dict):
             return await super().send(request)
-        clock = context.get(_CLOCK)
-        if not isinstance(clock, ProgressClock):
-            part = current_progress()
-            context[_OWN_CLOCK] = part is None
-            clock = context[_CLOCK] = part or ProgressClock()
-        attempt = int(context.get("retries", {}).get("attempt", 1))
-        if attempt > 1:
-            _announce(context, attempt)
-        read = _seconds(context.get("client_config"), "read_timeout") or self._timeout.sock_read
-        bound = context.get(_LIMIT)
-        if read and bound:
-            read = min(read, max(bound - clock.silent_for(), _LAST_CHANCE))
-            context["read_timeout"] = read
-        with clock.active(), _write_timeout(read):
-            response = await super().send(request)
-        if context.get(_OWN_CLOCK):  # a part's clock counts only the bytes of its body
-            clock.moved()
-        return response
+        with watched_attempt(context, self._timeout.sock_read):
+            return await super().send(request)
+
+    def shares_connections(self) -> bool:
+        """Whether `connection_pool` works with this aiobotocore (it reads two of its
+        attributes); without it the data plane stands aside."""
+        return hasattr(self, "_get_session") and hasattr(self, "_proxy_config")
+
+    async def connection_pool(self, url: str) -> tuple[Any, dict[str, Any]]:
+        """The aiohttp session this client sends `url` through, and the proxy arguments for
+        it: the data plane (`s3.dataplane`) shares its connections, TLS settings and proxy."""
+        proxy_url = self._proxy_config.proxy_url_for(url)
+        session = await self._get_session(proxy_url)
+        if proxy_url is None:
+            return session, {}
+        return session, {
+            "proxy": proxy_url,
+            "proxy_headers": self._proxy_config.proxy_headers_for(url),
+        }
+
+
+@contextmanager
+def watched_attempt(context: dict[str, Any], sock_read: float | None) -> Iterator[float | None]:
+    """Around one attempt of a request (`context` is the request's, shared by its attempts):
+    run it under the request's progress clock (a part loop's, if one is active), announce it
+    when it is a retry, and yield how long it may stay silent: the read timeout, or less when
+    the request's bound is nearer (also left in `context["read_timeout"]`, where aiobotocore
+    and `retry_judge` read it). An answer is progress, unless a part loop owns the clock."""
+    clock = context.get(_CLOCK)
+    if not isinstance(clock, ProgressClock):
+        part = current_progress()
+        context[_OWN_CLOCK] = part is None
+        clock = context[_CLOCK] = part or ProgressClock()
+    attempt = int(context.get("retries", {}).get("attempt", 1))
+    if attempt > 1:
+        _announce(context, attempt)
+    read = _seconds(context.get("client_config"), "read_timeout") or sock_read
+    bound = context.get(_LIMIT)
+    if read and bound:
+        read = min(read, max(bound - clock.silent_for(), _LAST_CHANCE))
+        context["read_timeout"] = read
+    with clock.active(), _write_timeout(read):
+        yield read
+    if context.get(_OWN_CLOCK):  # a part's clock counts only the bytes of its body
+        clock.moved()
 
 
 def _attempt_limit(config: Any) -> int | None:
