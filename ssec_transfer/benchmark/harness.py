@@ -24,6 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from ssec_transfer.benchmark import startup
 from ssec_transfer.benchmark.cli_args import Plan, plan_from_args
 from ssec_transfer.benchmark.endpoint import (
     Connection,
@@ -44,7 +45,14 @@ from ssec_transfer.benchmark.measure import (
     restore_autogroup,
     run_measured,
 )
-from ssec_transfer.benchmark.peers import NO_SSEC_TOOLS, TOOLS, Target, Tool, ToolUnavailable
+from ssec_transfer.benchmark.peers import (
+    NO_SSEC_TOOLS,
+    TOOLS,
+    SsecTransfer,
+    Target,
+    Tool,
+    ToolUnavailable,
+)
 from ssec_transfer.benchmark.report import Report, machine_facts, machine_name, write_all
 from ssec_transfer.benchmark.scenarios import (
     FULL_SPECS,
@@ -584,6 +592,10 @@ def _benchmark(plan: Plan, report: Report, workdir: Path, time_binary: Path | No
     tools = _install_tools(plan, report)
     if not tools:
         raise RuntimeError("no tool could be installed")
+    own = next((t for t in tools if isinstance(t, SsecTransfer)), None)
+    if own is not None:
+        _say("timing start-up (ssec-transfer --version, import ssec_transfer)")
+        report.startup = startup.measure(own.exe, runs=3 if plan.quick else 11)
 
     server_cm: contextlib.AbstractContextManager[Connection]
     if plan.server == "ceph":

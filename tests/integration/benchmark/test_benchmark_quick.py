@@ -99,11 +99,16 @@ def test_quick_benchmark_writes_json_markdown_and_chart(tmp_path: Path) -> None:
     assert peers == set(TOOLS) - {"ssec-transfer"}
     assert any("s5cmd" in note for note in data["notes"])
     assert data["targets"]
+    # Start-up is timed as a user waits for it, and judged against its target.
+    for command in ("ssec-transfer --version", "import ssec_transfer"):
+        assert 0 < data["startup"][command]["median"] < 5
+    assert any(t["unit"] == "s" and t["measured"] for t in data["targets"])
 
     markdown = md_path.read_text()
     assert "| tool | wall s | MiB/s | CPU-s/GiB | peak RSS MiB |" in markdown
     assert "**ssec-transfer**" in markdown
-    assert "Targets of issue 4" in markdown
+    assert "Targets of issue 14" in markdown
+    assert "| `ssec-transfer --version` |" in markdown
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert png_path.stat().st_size > 10_000
     # The harness removed its private work folder (key file, configs) behind it.
