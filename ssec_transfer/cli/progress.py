@@ -53,7 +53,7 @@ def _byte_bar(description: str, total: int | None, *, enabled: bool) -> tqdm[Any
 
 
 class ProgressBar:
-    """Callable as `(bytes_done, total)`; the total may only be known after a HEAD."""
+    """Callable as `(bytes_done, total)`; the total may only be known once the server answered."""
 
     def __init__(self, description: str, *, enabled: bool) -> None:
         self._bar = _byte_bar(description, None, enabled=enabled)
