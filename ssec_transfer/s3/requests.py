@@ -180,7 +180,16 @@ async def get_object(
             )
             if diagnosed:
                 raise diagnosed from None
-        raise translate(exc, ctx, key_sent=key_sent) from exc
+        error = translate(exc, ctx, key_sent=key_sent)
+        version = params.get("VersionId")
+        if version and status_of(exc) == 404 and not isinstance(error, NoSuchBucketError):
+            # Ceph answers NoSuchKey for a version that does not exist
+            error = NoSuchVersionError(
+                f"no version {version} of this object exists",
+                hint="list versions to find the right one",
+                context=ctx,
+            )
+        raise error from exc
     return resp
 
 
