@@ -18,6 +18,7 @@ from ssec_transfer.cli import keyring as keyring_cli
 from ssec_transfer.cli.output import print_json
 from ssec_transfer.core.config import TransferConfig
 from ssec_transfer.core.errors import UsageError
+from ssec_transfer.core.units import human_rate, human_size
 
 if TYPE_CHECKING:
     from ssec_transfer.apps.distributed import DaskCluster
@@ -147,8 +148,9 @@ def report(args: argparse.Namespace, data: dict[str, Any], summary: str) -> None
     if args.json:
         print_json({"status": "ok", **data})
     else:
+        size, seconds = data["size"], data["seconds"]
         print(
-            f"{summary}: {data['size']} bytes in {data['seconds']:.2f} s "
-            f"({data['mib_per_s']:.1f} MiB/s), key {data['key_fingerprint']}",
+            f"{summary}: {human_size(size)} in {seconds:.2f} s "
+            f"({human_rate(size, seconds)}), key {data['key_fingerprint']}",
             file=sys.stderr,
         )

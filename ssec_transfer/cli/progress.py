@@ -1,6 +1,10 @@
 """A tqdm progress bar in bytes on stderr, fed by the engine's progress callbacks.
 
-tqdm is imported only for a bar that is shown: a run without one (stderr not a terminal,
+Sizes and rates are shown in the binary units of every other line the tool prints (tqdm's own
+rate is decimal: `93.1MB/s` beside a summary's `88.8 MiB/s`), and a long name is shortened in
+its middle, so percentage, sizes, rate and ETA always fit the terminal (80 columns included).
+A bar ended by an error or a signal is cleared rather than drawn a second time. tqdm is
+imported only for a bar that is shown: a run without one (stderr not a terminal,
 --no-progress) does not load it.
 """
 
@@ -10,8 +14,27 @@ import sys
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
+from ssec_transfer.core.units import human_size
+
 if TYPE_CHECKING:
     from tqdm import tqdm
+
+_BAR_FORMAT = (
+    "{desc}: {percentage:3.0f}%|{bar}| {done}/{size} [{elapsed}<{remaining}, {speed}{postfix}]"
+)
+_MIN_BAR = 3  # columns of the bar itself that the name leaves free, at least
+_MIN_NAME = 12
+
+
+def shorten_middle(text: str, width: int) -> str:
+    """`text` in at most `width` characters, its middle replaced by `…` when it is longer:
+    the start and the end of a product name are what tell it apart."""
+    if len(text) <= width:
+        return text
+    if width < 3:
+        return text[:width]
+    keep = width - 1
+    return text[: (keep + 1) // 2] + "…" + text[len(text) - keep // 2 :]
 
 
 class _Hidden:
@@ -19,6 +42,7 @@ class _Hidden:
 
     def __init__(self, total: int | None) -> None:
         self.total = total
+        self.leave = True
 
     def update(self, n: int = 1) -> None:
         pass
@@ -40,12 +64,32 @@ def _byte_bar(description: str, total: int | None, *, enabled: bool) -> tqdm[Any
         return _Hidden(total)
     from tqdm import tqdm
 
-    return tqdm(
+    class ByteBar(tqdm):  # type: ignore[misc]  # tqdm is untyped here
+        """tqdm with our units and a name that leaves room for the figures."""
+
+        @property
+        def format_dict(self) -> dict[str, Any]:
+            shown: dict[str, Any] = super().format_dict
+            rate = shown.get("rate")
+            if not rate and shown["elapsed"]:  # no recent rate (a final redraw): the average
+                rate = (shown["n"] - shown.get("initial", 0)) / shown["elapsed"]
+            shown["done"] = human_size(shown["n"])
+            shown["size"] = "?" if shown["total"] is None else human_size(shown["total"])
+            shown["speed"] = "?" if not rate else f"{human_size(rate)}/s"
+            # Everything but the name and the bar, as wide as it is now (the ETA counted as
+            # wide as the elapsed time, "?" while unknown).
+            clock = len(self.format_interval(shown["elapsed"]))
+            figures = f": 100%|| {shown['done']}/{shown['size']} [<, {shown['speed']}]"
+            postfix = len(f", {shown['postfix']}") if shown.get("postfix") else 0
+            room = (shown.get("ncols") or 80) - len(figures) - 2 * clock - postfix - _MIN_BAR
+            shown["prefix"] = shorten_middle(description, max(room, _MIN_NAME))
+            return shown
+
+    return ByteBar(
         desc=description,
         total=total,
         unit="B",
-        unit_scale=True,
-        unit_divisor=1024,
+        bar_format=_BAR_FORMAT,
         file=sys.stderr,
         dynamic_ncols=True,
         leave=True,
@@ -74,6 +118,8 @@ class ProgressBar:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if exc is not None:  # the error or the interruption line says what happened
+            self._bar.leave = False
         self._bar.close()
 
 

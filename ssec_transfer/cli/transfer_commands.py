@@ -44,6 +44,7 @@ from ssec_transfer.cli.options import (
 )
 from ssec_transfer.cli.output import print_json
 from ssec_transfer.core.errors import UnexpectedKeyError, UsageError
+from ssec_transfer.core.units import human_rate, human_size
 from ssec_transfer.s3.urls import parse_s3_url
 
 if TYPE_CHECKING:
@@ -475,7 +476,7 @@ def _summarize(
         + (f" ({why})" if why else "")
         + (f", {not_run} not run" if not_run else "")
         + (f", {excluded} excluded" if excluded else "")
-        + f" ({moved / 1048576:.1f} MiB in {seconds:.2f} s)",
+        + f" ({human_size(moved)} in {seconds:.2f} s, {human_rate(moved, seconds)})",
         file=sys.stderr,
     )
     for outcome in tally.failures:

@@ -1,4 +1,5 @@
-"""Byte sizes as people write them: `8MiB`, `64MB`, `1GiB`, `1048576`."""
+"""Byte sizes as people write them (`8MiB`, `64MB`, `1GiB`, `1048576`) and as the tool shows
+them: binary units everywhere, in bars, finish lines and summaries alike."""
 
 from __future__ import annotations
 
@@ -42,3 +43,18 @@ def format_size(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.4g} {unit}"
         n /= 1024
     raise AssertionError("unreachable")
+
+
+def human_size(n: float) -> str:
+    """A size for people, in one unit family with one decimal: `512 B`, `1.5 KiB`, `150.0 MiB`."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def human_rate(size: float, seconds: float) -> str:
+    """`size` bytes moved in `seconds`, as `93.1 MiB/s` (a small file: `870.4 KiB/s`, never
+    `0.0 MiB/s`); `?` when no time was measured."""
+    return f"{human_size(size / seconds)}/s" if seconds > 0 else "?"
