@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -272,9 +273,19 @@ def _detail(message: str) -> str:
 
 
 async def diagnose_key_failure(
-    client: Any, ctx: ErrorContext, *, key_sent: bool, version_id: str | None
+    client: Any,
+    ctx: ErrorContext,
+    *,
+    key_sent: bool,
+    version_id: str | None,
+    failure: BaseException | None = None,
 ) -> SSECTransferError | None:
-    """Ask the server, with a key-less HEAD, whether a 400/403 read failure is about the key."""
+    """Ask the server, with a key-less HEAD, whether a 400/403 read failure is about the key.
+    The error returned names the status and request id of `failure`, the answer it explains
+    (what a support ticket to the provider needs), not those of the diagnosing HEAD."""
+    if isinstance(failure, bx.ClientError):
+        _, _, status, request_id = _error_fields(failure)
+        ctx = replace(ctx, status=status, request_id=request_id)
     params: dict[str, Any] = {"Bucket": ctx.bucket, "Key": ctx.key}
     if version_id:
         params["VersionId"] = version_id

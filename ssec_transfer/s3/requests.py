@@ -138,7 +138,7 @@ async def _head_failure(
     status = status_of(exc)
     if status in (400, 403):
         diagnosed = await diagnose_key_failure(
-            client, ctx, key_sent=obj.key_sent, version_id=version_id
+            client, ctx, key_sent=obj.key_sent, version_id=version_id, failure=exc
         )
         if diagnosed:
             return diagnosed
@@ -176,7 +176,7 @@ async def get_object(
     except Exception as exc:
         if status_of(exc) in (400, 403):
             diagnosed = await diagnose_key_failure(
-                client, ctx, key_sent=key_sent, version_id=params.get("VersionId")
+                client, ctx, key_sent=key_sent, version_id=params.get("VersionId"), failure=exc
             )
             if diagnosed:
                 raise diagnosed from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,8 @@ def test_wrong_key_exit_3_and_dest_untouched(
     assert "the key does not match this object" in result.stderr
     assert f"s3://{bucket}/obj.bin" in result.stderr
     assert "hint:" in result.stderr
+    # The refused request's status and request id, as a support ticket needs them.
+    assert re.search(r"\(HTTP 40[03], request id [^)\s]+\)", result.stderr), result.stderr
     _assert_untouched(dest)
 
 
