@@ -128,6 +128,12 @@ def register(command: CommandFactory) -> None:
     )
     head.add_argument("source", metavar="s3://BUCKET/KEY")
     head.add_argument("--version-id", help="this version of the object")
+    head.add_argument(
+        "--json",
+        action="store_true",
+        help="accepted as on every other command: the answer is JSON already, and with --json "
+        "an error is a JSON object on stdout too",
+    )
     add_key(head, required=False)
     keyring_cli.add_keyring_options(head)
     add_connection(head)

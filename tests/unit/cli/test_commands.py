@@ -69,3 +69,16 @@ def test_dask_for_a_single_object_is_refused(
     code = main(["get", "s3://bucket/key", str(tmp_path / "out"), "--dask-local", "2"])
     assert code == 2
     assert "add --recursive or --manifest" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["head", "s3://b/k"],
+        ["get", "s3://b/k", "dest"],
+        ["put", "src", "s3://b/k"],
+        ["ls", "s3://b/"],
+    ],
+)
+def test_every_command_that_answers_in_json_accepts_json(argv: list[str]) -> None:
+    assert build_parser().parse_args([*argv, "--json"]).json is True
