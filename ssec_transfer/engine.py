@@ -37,7 +37,14 @@ from ssec_transfer.keys.customer import SSECustomerKey
 from ssec_transfer.s3.capabilities import load_cached, server_verifies_checksum
 from ssec_transfer.s3.client import ConnectionSettings, open_client, refuse_plain_http
 from ssec_transfer.s3.errors import translate
-from ssec_transfer.s3.listing import ListedObject, list_objects
+from ssec_transfer.s3.listing import (
+    ListedBucket,
+    ListedObject,
+    ListedPrefix,
+    list_buckets,
+    list_level,
+    list_objects,
+)
 from ssec_transfer.s3.requests import ObjectRef, head_object
 from ssec_transfer.state.journal import Journal, Resumable
 from ssec_transfer.state.journal import default_path as default_journal_path
@@ -635,6 +642,21 @@ class TransferEngine:
             self._require_client(), bucket, prefix, versions=versions, ledger=self.ledger,
             endpoint=self.endpoint_url,
         )  # fmt: skip
+
+    def ls_level(
+        self, bucket: str, prefix: str = "", *, versions: bool = False
+    ) -> AsyncIterator[ListedObject | ListedPrefix]:
+        """One level under `prefix`, like `aws s3 ls`: objects (or versions) whose key has no
+        further "/", and a `ListedPrefix` per "folder"; fingerprints as in `ls`."""
+        return list_level(
+            self._require_client(), bucket, prefix, versions=versions, ledger=self.ledger,
+            endpoint=self.endpoint_url,
+        )  # fmt: skip
+
+    async def list_buckets(self) -> list[ListedBucket]:
+        """The buckets these credentials own."""
+        async with self.scheduler.request():
+            return await list_buckets(self._require_client())
 
     async def head(
         self,

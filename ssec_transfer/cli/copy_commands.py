@@ -1,7 +1,7 @@
-"""`cp`, `rotate` and `ls`: working on objects where they are, on the server.
+"""`cp` and `rotate`: working on objects where they are, on the server.
 
 Copies and rotations re-encrypt server-side where the server allows it, else stream through
-this machine; `ls` shows which key protects what.
+this machine (`ls` and `rm` have modules of their own).
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ssec_transfer.cli import keyring as keyring_cli
@@ -42,17 +41,6 @@ if TYPE_CHECKING:
 def register(command: CommandFactory) -> None:
     _register_cp(command)
     _register_rotate(command)
-    ls = command(
-        "ls",
-        "list objects (and versions) with the key fingerprints the ledger knows",
-        "List s3://BUCKET/PREFIX: key, size, last-modified, version id and, where this "
-        "machine's ledger recorded it, the fingerprint of the key that protects each object.",
-    )
-    ls.add_argument("target", metavar="s3://BUCKET[/PREFIX]")
-    ls.add_argument("--versions", action="store_true", help="every version and delete marker")
-    ls.add_argument("--json", action="store_true", help="one JSON line per object")
-    ls.add_argument("--ledger", type=Path, metavar="PATH", help="ledger database to consult")
-    add_connection(ls)
 
 
 def _register_cp(command: CommandFactory) -> None:
@@ -214,21 +202,4 @@ async def cmd_rotate(args: argparse.Namespace) -> int:
     return 0
 
 
-async def cmd_ls(args: argparse.Namespace) -> int:
-    url = parse_s3_url(args.target)
-    async with engine_for(args) as engine:
-        async for item in engine.ls(url.bucket, url.key, versions=args.versions):
-            if args.json:
-                print_json(item.to_dict())
-                continue
-            version = f" {item.version_id}" if args.versions else ""
-            marker = " (delete marker)" if item.delete_marker else ""
-            size = "-" if item.size is None else str(item.size)
-            print(
-                f"{item.last_modified or '-':<25} {size:>12} "
-                f"{item.key_fingerprint or '?':<24} {item.key}{version}{marker}"
-            )
-    return 0
-
-
-HANDLERS: dict[str, Handler] = {"cp": cmd_cp, "rotate": cmd_rotate, "ls": cmd_ls}
+HANDLERS: dict[str, Handler] = {"cp": cmd_cp, "rotate": cmd_rotate}

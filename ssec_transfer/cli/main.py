@@ -27,6 +27,8 @@ from ssec_transfer.cli import (
     admin_commands,
     copy_commands,
     key_commands,
+    ls_command,
+    rm_command,
     transfer_commands,
     watch_command,
 )
@@ -60,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     # In the order `ssec-transfer --help` lists them.
     transfer_commands.register(command)  # put, get, head
     key_commands.register_keygen(command)
-    copy_commands.register(command)  # cp, rotate, ls
+    copy_commands.register(command)  # cp, rotate
+    ls_command.register(command)
+    rm_command.register(command)
     watch_command.register(command)
     admin_commands.register(command)  # cleanup, doctor, server, bench, demo
     key_commands.register_ledger_and_keyring(sub, command)
@@ -71,6 +75,8 @@ HANDLERS: dict[str, Handler] = {
     **transfer_commands.HANDLERS,
     **key_commands.HANDLERS,
     **copy_commands.HANDLERS,
+    **ls_command.HANDLERS,
+    **rm_command.HANDLERS,
     **watch_command.HANDLERS,
     **admin_commands.HANDLERS,
 }

@@ -215,19 +215,16 @@ class _FilterAction(argparse.Action):
         namespace.filters = rules
 
 
-def add_bulk(p: argparse.ArgumentParser) -> None:
-    """--recursive, --manifest and what goes with many files, including the Dask options."""
-    g = p.add_argument_group("many files")
-    g.add_argument(
-        "-r", "--recursive", action="store_true", help="every file under a directory / prefix"
-    )
+def add_filters(g: argparse.ArgumentParser | argparse._ArgumentGroup, what: str = "paths") -> None:
+    """--include/--exclude GLOB, kept in order in `args.filters` (`bulk.is_included` applies
+    them); `what` names what they match in the help ("paths", "keys")."""
     g.add_argument(
         "--include",
         action=_FilterAction,
         const="include",
         dest="filters",
         metavar="GLOB",
-        help="with --recursive: include paths matching GLOB (relative paths, later rules win)",
+        help=f"with --recursive: include {what} matching GLOB (relative {what}, later rules win)",
     )
     g.add_argument(
         "--exclude",
@@ -235,8 +232,17 @@ def add_bulk(p: argparse.ArgumentParser) -> None:
         const="exclude",
         dest="filters",
         metavar="GLOB",
-        help="with --recursive: exclude paths matching GLOB",
+        help=f"with --recursive: exclude {what} matching GLOB",
     )
+
+
+def add_bulk(p: argparse.ArgumentParser) -> None:
+    """--recursive, --manifest and what goes with many files, including the Dask options."""
+    g = p.add_argument_group("many files")
+    g.add_argument(
+        "-r", "--recursive", action="store_true", help="every file under a directory / prefix"
+    )
+    add_filters(g)
     g.add_argument(
         "--follow-symlinks",
         action=argparse.BooleanOptionalAction,

@@ -58,3 +58,21 @@ def human_rate(size: float, seconds: float) -> str:
     """`size` bytes moved in `seconds`, as `93.1 MiB/s` (a small file: `870.4 KiB/s`, never
     `0.0 MiB/s`); `?` when no time was measured."""
     return f"{human_size(size / seconds)}/s" if seconds > 0 else "?"
+
+
+_HUMAN_UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+
+
+def listing_size(n: int) -> str:
+    """A size as `aws s3 ls --human-readable` prints it, for this tool's `ls`: `0 Bytes`,
+    `1 Byte`, `1023 Bytes`, then one decimal in the largest binary unit below which the
+    number stays: `1.0 KiB`, `150.0 MiB`. The value is rounded to that decimal, so
+    `1023.96 KiB` reads `1024.0 KiB` (as aws's does) rather than jumping a unit."""
+    if n < 1024:
+        return "1 Byte" if n == 1 else f"{n} Bytes"
+    value = float(n)
+    for unit in _HUMAN_UNITS:
+        value /= 1024
+        if value < 1024 or unit == _HUMAN_UNITS[-1]:
+            return f"{value:.1f} {unit}"
+    raise AssertionError("unreachable")

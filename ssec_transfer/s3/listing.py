@@ -42,6 +42,26 @@ class ListedObject:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class ListedPrefix:
+    """A common prefix of a one-level listing (`aws s3 ls`'s `PRE name/`): a "folder"."""
+
+    bucket: str
+    prefix: str  # the whole prefix, ending in the delimiter
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ListedBucket:
+    name: str
+    creation_date: str | None  # ISO 8601
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 def _iso(value: Any) -> str | None:
     return value.isoformat() if isinstance(value, datetime) else None
 
@@ -50,11 +70,14 @@ def _version(value: Any) -> str | None:
     return str(value) if value and value != "null" else None
 
 
-async def _pages(client: Any, operation: str, bucket: str, prefix: str) -> AsyncIterator[Any]:
+async def _pages(
+    client: Any, operation: str, bucket: str, prefix: str, delimiter: str | None = None
+) -> AsyncIterator[Any]:
     """Pages of a listing, with failures translated (no such bucket, access denied...)."""
     label = {"list_objects_v2": "ListObjectsV2", "list_object_versions": "ListObjectVersions"}
     ctx = ErrorContext(label[operation], bucket, prefix or None)
-    pages = client.get_paginator(operation).paginate(Bucket=bucket, Prefix=prefix)
+    extra = {"Delimiter": delimiter} if delimiter else {}
+    pages = client.get_paginator(operation).paginate(Bucket=bucket, Prefix=prefix, **extra)
     iterator = pages.__aiter__()
     while True:
         try:
@@ -86,60 +109,120 @@ def _version_of(bucket: str, v: dict[str, Any], *, marker: bool) -> ListedObject
     )
 
 
-async def _raw_listing(
-    client: Any, bucket: str, prefix: str, *, versions: bool
-) -> AsyncIterator[list[ListedObject]]:
-    """One list of objects per page, in the server's order (per key, newest version first)."""
-    if not versions:
-        async for page in _pages(client, "list_objects_v2", bucket, prefix):
-            yield [_current(bucket, o) for o in page.get("Contents", [])]
-        return
-    async for page in _pages(client, "list_object_versions", bucket, prefix):
+async def _raw_pages(
+    client: Any, bucket: str, prefix: str, *, versions: bool, delimiter: str | None = None
+) -> AsyncIterator[tuple[list[ListedObject], list[str]]]:
+    """Per page, its objects in the server's order (per key, newest version first) and, with
+    a `delimiter`, its common prefixes."""
+    operation = "list_object_versions" if versions else "list_objects_v2"
+    async for page in _pages(client, operation, bucket, prefix, delimiter):
+        prefixes = [str(p["Prefix"]) for p in page.get("CommonPrefixes") or [] if "Prefix" in p]
+        if not versions:
+            yield [_current(bucket, o) for o in page.get("Contents", [])], prefixes
+            continue
         found = [_version_of(bucket, v, marker=False) for v in page.get("Versions", [])]
         found += [_version_of(bucket, m, marker=True) for m in page.get("DeleteMarkers", [])]
         # Versions and delete markers come in two lists; S3 orders each key newest first
         # (the sort is stable, so versions within one second keep the server's order).
-        yield sorted(found, key=lambda o: (o.key, not o.is_latest, _negated(o.last_modified)))
+        ordered = sorted(found, key=lambda o: (o.key, not o.is_latest, _negated(o.last_modified)))
+        yield ordered, prefixes
+
+
+async def _raw_listing(
+    client: Any, bucket: str, prefix: str, *, versions: bool
+) -> AsyncIterator[list[ListedObject]]:
+    """One list of objects per page, in the server's order (per key, newest version first)."""
+    async for objects, _ in _raw_pages(client, bucket, prefix, versions=versions):
+        yield objects
 
 
 def _negated(iso: str | None) -> float:
     return -datetime.fromisoformat(iso).timestamp() if iso else 0.0
 
 
+# Ledger operations that wrote the object they name (a read or a key match did not).
+_WRITES = frozenset({"upload", "copy", "rotate"})
+_Record = tuple[str | None, str | None, int, str | None, float, str]
+
+
+def _etag(value: str | None) -> str | None:
+    return value.strip('"') if value else None
+
+
+def _recorded(obj: ListedObject, records: list[_Record]) -> str | None:
+    """The fingerprint of the newest record of exactly this object version, or None.
+
+    The same version id where both have one. Else the same ETag and size, recorded after the
+    object's last write (re-encryption keeps the ETag, the plaintext's MD5 on many servers: an
+    older record describes an earlier object). Else, because some listings do not give the
+    object's ETag (SeaweedFS's ListObjectVersions gives another one for the null version of
+    an unversioned bucket), the write of this tool that made the object: same size, recorded
+    within CLOCK_SLACK of its last-modified time."""
+    modified = -_negated(obj.last_modified)
+    for version_id, etag, size, fingerprint, at, _ in records:
+        if version_id and obj.version_id:
+            if version_id == obj.version_id:
+                return fingerprint
+        elif _etag(etag) == _etag(obj.etag) and size == obj.size and at + CLOCK_SLACK >= modified:
+            return fingerprint
+    if obj.version_id is None and obj.last_modified:
+        for version_id, _, size, fingerprint, at, operation in records:
+            if (
+                version_id is None
+                and operation in _WRITES
+                and size == obj.size
+                and abs(at - modified) <= CLOCK_SLACK
+            ):
+                return fingerprint
+    return None
+
+
 def _fingerprints(ledger: Ledger, endpoint: str, objects: list[ListedObject]) -> list[ListedObject]:
-    """Attach the ledger's key fingerprint to each object whose exact version it recorded:
-    the same version id, or (unversioned) the same ETag and size, recorded after the object's
-    last write. Newest record wins.
+    """Attach the ledger's key fingerprint to each object whose exact version it recorded
+    (`_recorded`). Newest record wins.
 
     One connection per page. `Ledger.latest` answers only for the newest record of a key,
     which is not enough when each version has its own key.
     """
     keys = sorted({o.key for o in objects if not o.delete_marker})
-    records: dict[str, list[tuple[str | None, str | None, int, str | None, float]]] = {}
+    records: dict[str, list[_Record]] = {}
     with closing(sqlite3.connect(ledger.path, timeout=30)) as db:
         for key in keys:
             rows = db.execute(
-                "SELECT version_id, etag, size, key_fingerprint, recorded_at FROM transfers "
-                "WHERE endpoint = ? AND bucket = ? AND key = ? ORDER BY id DESC",
+                "SELECT version_id, etag, size, key_fingerprint, recorded_at, operation "
+                "FROM transfers WHERE endpoint = ? AND bucket = ? AND key = ? ORDER BY id DESC",
                 (endpoint, objects[0].bucket, key),
             )
-            records[key] = [(_version(v), etag, size, fp, at) for v, etag, size, fp, at in rows]
-    out = []
-    for obj in objects:
-        fingerprint = None
-        modified = -_negated(obj.last_modified)
-        for version_id, etag, size, recorded, at in records.get(obj.key, []):
-            if version_id and obj.version_id:
-                same = version_id == obj.version_id
-            else:
-                # Re-encryption keeps the ETag (it is the plaintext's MD5 on many servers):
-                # a record older than the object's last write describes an earlier object.
-                same = etag == obj.etag and size == obj.size and at + CLOCK_SLACK >= modified
-            if same:
-                fingerprint = recorded
-                break
-        out.append(replace(obj, key_fingerprint=fingerprint))
-    return out
+            records[key] = [
+                (_version(v), etag, size, fp, at, op) for v, etag, size, fp, at, op in rows
+            ]
+    return [
+        obj
+        if obj.delete_marker
+        else replace(obj, key_fingerprint=_recorded(obj, records.get(obj.key, [])))
+        for obj in objects
+    ]
+
+
+class _Fingerprinter:
+    """Attaches the ledger's fingerprints to each page of a listing; a ledger that cannot be
+    read is reported once and the listing goes on without fingerprints."""
+
+    def __init__(self, ledger: Ledger | None, endpoint: str | None) -> None:
+        self.ledger = ledger if endpoint is not None else None
+        self.endpoint = endpoint or ""
+
+    async def __call__(self, batch: list[ListedObject]) -> list[ListedObject]:
+        if self.ledger is None or not batch:
+            return batch
+        try:
+            return await anyio.to_thread.run_sync(_fingerprints, self.ledger, self.endpoint, batch)
+        except sqlite3.Error as exc:  # a listing is still useful without fingerprints
+            log.warning(
+                "cannot read the ledger %s (%s): no key fingerprints", self.ledger.path, exc
+            )
+            self.ledger = None
+            return batch
 
 
 async def list_objects(
@@ -153,15 +236,44 @@ async def list_objects(
 ) -> AsyncIterator[ListedObject]:
     """Every object under `prefix` (every version and delete marker with `versions`), each
     with the fingerprint of its key where `ledger` recorded that version at `endpoint`."""
+    fingerprint = _Fingerprinter(ledger, endpoint)
     async for batch in _raw_listing(client, bucket, prefix, versions=versions):
-        if ledger is not None and endpoint is not None and batch:
-            try:
-                batch = await anyio.to_thread.run_sync(_fingerprints, ledger, endpoint, batch)
-            except sqlite3.Error as exc:  # a listing is still useful without fingerprints
-                log.warning("cannot read the ledger %s (%s): no key fingerprints", ledger.path, exc)
-                ledger = None
-        for obj in batch:
+        for obj in await fingerprint(batch):
             yield obj
+
+
+async def list_level(
+    client: Any,
+    bucket: str,
+    prefix: str = "",
+    *,
+    versions: bool = False,
+    ledger: Ledger | None = None,
+    endpoint: str | None = None,
+) -> AsyncIterator[ListedObject | ListedPrefix]:
+    """One level under `prefix`, as `aws s3 ls` shows it: the keys starting with `prefix`
+    that hold no further "/", and one `ListedPrefix` for each "folder" (the common prefix up
+    to the next "/"). Per page, the folders come first, as aws prints them. `prefix` is a
+    plain string prefix: `dir/` lists inside dir, `dir/pre` what in dir starts with `pre`."""
+    fingerprint = _Fingerprinter(ledger, endpoint)
+    async for batch, prefixes in _raw_pages(
+        client, bucket, prefix, versions=versions, delimiter="/"
+    ):
+        for common in prefixes:
+            yield ListedPrefix(bucket, common)
+        for obj in await fingerprint(batch):
+            yield obj
+
+
+async def list_buckets(client: Any) -> list[ListedBucket]:
+    """Every bucket the credentials own (ListBuckets), in the server's order."""
+    try:
+        answer = await client.list_buckets()
+    except Exception as exc:
+        raise translate(exc, ErrorContext("ListBuckets"), key_sent=False) from exc
+    return [
+        ListedBucket(str(b["Name"]), _iso(b.get("CreationDate"))) for b in answer.get("Buckets", [])
+    ]
 
 
 async def iter_keys(

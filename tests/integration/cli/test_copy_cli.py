@@ -40,7 +40,7 @@ def test_cp_rotate_ls_through_the_cli(
     assert got.returncode == 0, got.stderr
     assert out.read_bytes() == src.read_bytes()
 
-    listed = run_cli("ls", f"s3://{bucket}/", "--json", env=server_env)
+    listed = run_cli("ls", f"s3://{bucket}/", "--recursive", "--json", env=server_env)
     assert listed.returncode == 0, listed.stderr
     rows = {r["key"]: r for r in map(json.loads, listed.stdout.splitlines())}
     assert set(rows) == {"a/f.bin", "b/f.bin"}
