@@ -36,22 +36,25 @@ def parse_size(text: str) -> int:
     return int(value)
 
 
+def _scaled(n: float) -> tuple[float, str]:
+    """`n` bytes in the largest binary unit (up to TiB) that keeps the figure below 1024."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024:
+            return n, unit
+        n /= 1024
+    return n, "TiB"
+
+
 def format_size(n: float) -> str:
     """Binary units, as S3 limits are written (5 MiB, 5 GiB)."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.4g} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
+    value, unit = _scaled(n)
+    return f"{value:.0f} B" if unit == "B" else f"{value:.4g} {unit}"
 
 
 def human_size(n: float) -> str:
     """A size for people, in one unit family with one decimal: `512 B`, `1.5 KiB`, `150.0 MiB`."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} B" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
+    value, unit = _scaled(n)
+    return f"{value:.0f} B" if unit == "B" else f"{value:.1f} {unit}"
 
 
 def human_rate(size: float, seconds: float) -> str:
