@@ -60,6 +60,7 @@ from ssec_transfer.transfer.download import (
     Sighted,
     download_file,
     download_small,
+    stored_digest,
 )
 from ssec_transfer.transfer.upload import UploadOptions, check_source, upload_file
 
@@ -256,7 +257,7 @@ class TransferEngine:
         await self._record(result)
         return result
 
-    async def _recorded_digest(self, bucket: str, key: str) -> Callable[[ObjectInfo], str | None]:
+    async def recorded_digest(self, bucket: str, key: str) -> Callable[[ObjectInfo], str | None]:
         """What the ledger says this object's digest is, if it recorded this very version."""
         entry = None
         if self.ledger is not None:
@@ -379,7 +380,7 @@ class TransferEngine:
         client = self._guard(sse_key)
         options = replace(
             self._download_options(self._resumable()),
-            expected_digest=await self._recorded_digest(bucket, key),
+            expected_digest=await self.recorded_digest(bucket, key),
         )
         target = await anyio.to_thread.run_sync(plan_destination, dest, key)
         if target.kind == "stream":  # a device or FIFO: written into, in order
@@ -657,6 +658,23 @@ class TransferEngine:
         """The buckets these credentials own."""
         async with self.scheduler.request():
             return await list_buckets(self._require_client())
+
+    async def inspect(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        sse_key: SSECustomerKey | None = None,
+        version_id: str | None = None,
+    ) -> tuple[ObjectInfo, str | None]:
+        """A HEAD that also asks for the stored checksum: the object's info (with its sealed
+        source facts) and the server's full-object CRC32C, where it keeps one."""
+        client = self._guard(sse_key)
+        async with self.scheduler.request():
+            info, answer = await head_object(
+                client, ObjectRef(bucket, key, sse_key), version_id=version_id, checksums=True
+            )
+        return info, stored_digest(answer)
 
     async def head(
         self,

@@ -41,7 +41,7 @@ from ssec_transfer.core.errors import (
 from ssec_transfer.core.results import TransferResult
 from ssec_transfer.keys.customer import SSECustomerKey
 
-Operation = Literal["upload", "download"]
+Operation = Literal["upload", "download", "copy", "delete"]  # copy, delete: `sync` only
 FilterRule = tuple[Literal["include", "exclude"], str]
 
 
@@ -55,15 +55,28 @@ class TransferJob:
     version_id: str | None = None
     size: int | None = None  # known from planning, for progress totals
     problem: SSECTransferError | None = None  # found while planning (e.g. a bad key file)
+    # A copy's source object (`sync` S3 to S3); the target is bucket/key above.
+    source_bucket: str = ""
+    source_key: str = ""
+    source_sse_key: SSECustomerKey | None = None
 
     @property
     def source(self) -> str:
-        """For display: a name's bytes that are not UTF-8 are shown as \\xNN."""
+        """For display: a name's bytes that are not UTF-8 are shown as \\xNN. A deletion's
+        source is what it deletes."""
+        if self.operation == "copy":
+            return f"s3://{self.source_bucket}/{printable(self.source_key)}"
+        if self.operation == "delete":
+            return self._url if self.bucket else printable(self.path)
         return printable(self.path) if self.operation == "upload" else self._url
 
     @property
-    def destination(self) -> str:
-        return self._url if self.operation == "upload" else printable(self.path)
+    def destination(self) -> str | None:
+        if self.operation == "delete":
+            return None
+        if self.operation in ("upload", "copy"):
+            return self._url
+        return printable(self.path)
 
     @property
     def _url(self) -> str:
@@ -73,14 +86,16 @@ class TransferJob:
 @dataclass(frozen=True)
 class JobOutcome:
     job: TransferJob
-    status: Literal["ok", "skipped", "failed"]
+    status: Literal["ok", "skipped", "failed", "dryrun"]
     result: TransferResult | None = None
     error: SSECTransferError | None = None
     seconds: float = 0.0
+    why: str | None = None  # `sync`'s verdict: why it was sent, skipped or deleted
 
     def to_dict(self) -> dict[str, Any]:
         r = self.result
         return {
+            "operation": self.job.operation,
             "source": self.job.source,
             "destination": self.job.destination,
             "status": self.status,
@@ -97,8 +112,11 @@ class JobOutcome:
 
     @property
     def reason(self) -> str | None:
-        """Why a source could not be sent (`sources.REASONS`); None for other outcomes."""
-        return self.error.reason if isinstance(self.error, SourceProblemError) else None
+        """Why a source could not be sent (`sources.REASONS`), or why `sync` sent, skipped or
+        deleted it (`sync_plan.REASONS`); None for other outcomes."""
+        if isinstance(self.error, SourceProblemError):
+            return self.error.reason
+        return self.why
 
 
 # -- filters -----------------------------------------------------------------------------------

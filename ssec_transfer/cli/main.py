@@ -29,6 +29,7 @@ from ssec_transfer.cli import (
     key_commands,
     ls_command,
     rm_command,
+    sync_command,
     transfer_commands,
     watch_command,
 )
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     transfer_commands.register(command)  # put, get, head
     key_commands.register_keygen(command)
     copy_commands.register(command)  # cp, rotate
+    sync_command.register(command)
     ls_command.register(command)
     rm_command.register(command)
     watch_command.register(command)
@@ -77,6 +79,7 @@ HANDLERS: dict[str, Handler] = {
     **copy_commands.HANDLERS,
     **ls_command.HANDLERS,
     **rm_command.HANDLERS,
+    **sync_command.HANDLERS,
     **watch_command.HANDLERS,
     **admin_commands.HANDLERS,
 }

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ssec_transfer.keys.seal import SourceFacts
 
 # How transfers report progress: (bytes just done, total bytes of the object).
 ProgressCallback = Callable[[int, int], None]
@@ -49,6 +53,20 @@ class ObjectInfo:
     content_type: str | None
     sse_customer_algorithm: str | None
     key_fingerprint: str | None  # as the server reports it
+    # What the upload sealed about its source (`keys.seal`), if the seal opened under the key.
+    sealed: SourceFacts | None = None
+
+    @property
+    def source_mtime_ns(self) -> int | None:
+        """The modification time a downloaded file takes: its source's, when the upload sealed
+        it, else the object's LastModified (as `aws s3 cp` does)."""
+        if self.sealed is not None and self.sealed.mtime_ns is not None:
+            return self.sealed.mtime_ns
+        if self.last_modified is None:
+            return None
+        return int(datetime.fromisoformat(self.last_modified).timestamp()) * 1_000_000_000
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["sealed"] = self.sealed.to_dict() if self.sealed else None
+        return data

@@ -35,6 +35,7 @@ from ssec_transfer.core.plan import Part
 from ssec_transfer.core.results import ObjectInfo
 from ssec_transfer.core.retry import ProgressClock, RetryPolicy, describe
 from ssec_transfer.keys.customer import SSECustomerKey
+from ssec_transfer.keys.seal import facts_in
 from ssec_transfer.s3.errors import (
     BODY_ERRORS,
     CORRUPTION_CODES,
@@ -128,6 +129,7 @@ def object_info(obj: ObjectRef, answer: dict[str, Any], ctx: ErrorContext) -> Ob
         content_type=answer.get("ContentType"),
         sse_customer_algorithm=algorithm,
         key_fingerprint=first_fingerprint(answer.get("SSECustomerKeyMD5")),
+        sealed=facts_in(answer.get("Metadata"), obj.sse, obj.bucket, obj.key),
     )
 
 

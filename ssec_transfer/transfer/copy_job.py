@@ -15,6 +15,7 @@ from ssec_transfer.core.plan import MAX_SINGLE_PUT, MiB
 from ssec_transfer.core.results import ObjectInfo, ProgressCallback
 from ssec_transfer.core.scheduler import Scheduler
 from ssec_transfer.keys.customer import SSECustomerKey
+from ssec_transfer.keys.seal import METADATA_NAME, reseal
 from ssec_transfer.s3.requests import ObjectRef, head_object, pinned_get, real_version
 from ssec_transfer.s3.sse import copy_source_sse_params
 from ssec_transfer.transfer.copy_plan import CopyOptions, Method, shape
@@ -79,8 +80,24 @@ class CopySource:
             params["CopySourceIfMatch"] = self.info.etag
         return params
 
-    def carried(self) -> dict[str, Any]:
-        return {name: self.head[name] for name in CARRIED_HEADERS if self.head.get(name)}
+    @property
+    def sealed(self) -> bool:
+        """Whether the source carries sealed source facts (`keys.seal`), which only a copy
+        that sets the metadata itself can carry over, sealed again for the target."""
+        return METADATA_NAME in (self.head.get("Metadata") or {})
+
+    def carried(self, target: ObjectRef) -> dict[str, Any]:
+        """The source's headers for a write of `target`, its seal opened under the source's
+        key and name and sealed again under the target's (or dropped if it does not open)."""
+        carried = {name: self.head[name] for name in CARRIED_HEADERS if self.head.get(name)}
+        if self.sealed:
+            info = self.info
+            carried["Metadata"] = reseal(
+                carried["Metadata"],
+                (self.sse, info.bucket, info.key),
+                (target.sse, target.bucket, target.key),
+            )
+        return carried
 
 
 @dataclass(frozen=True)

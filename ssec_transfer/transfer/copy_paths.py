@@ -80,10 +80,12 @@ async def server_copy(job: CopyJob) -> Written:
     directives = ["COPY", "REPLACE"] if job.in_place else ["COPY"]
     if job.in_place and job.caps.get(ONTO_ITSELF) == "REPLACE":
         directives = ["REPLACE"]
+    if job.source.sealed:  # the seal must be made again for the target's key and name
+        directives = ["REPLACE"]
     for directive in directives:
         extra = {"MetadataDirective": directive}
         if directive == "REPLACE":
-            extra.update(job.source.carried())
+            extra.update(job.source.carried(job.target))
         try:
             async with job.scheduler.request():
                 resp = await job.client.copy_object(**params, **extra)
@@ -92,7 +94,7 @@ async def server_copy(job: CopyJob) -> Written:
             if isinstance(failure, Refused) and directive != directives[-1]:
                 continue
             raise failure from exc
-        if directive == "REPLACE":
+        if directive == "REPLACE" and job.in_place:
             job.caps[ONTO_ITSELF] = "REPLACE"
         etag = resp.get("CopyObjectResult", {}).get("ETag")
         return Written("server-copy", etag, resp.get("VersionId"), 1)
@@ -104,7 +106,7 @@ async def server_part_copy(job: CopyJob) -> Written:
     request (and one abort)."""
     parts = plan_upload(job.size, part_size=None, preferred=job.options.part_size)
     async with multipart_upload(
-        job.client, job.scheduler, job.target, create_extra=job.source.carried()
+        job.client, job.scheduler, job.target, create_extra=job.source.carried(job.target)
     ) as upload:
         params = {
             **job.target.params(),
@@ -174,7 +176,7 @@ async def stream_copy(job: CopyJob) -> Written:
         return await _stream_single(job)
     parts = plan_upload(job.size, part_size=None, preferred=job.options.part_size)
     algorithm = job.options.checksum.algorithm
-    create_extra = job.source.carried()
+    create_extra = job.source.carried(job.target)
     if algorithm:
         create_extra["ChecksumAlgorithm"] = algorithm.name
     read = _source_read(job, ranged=True)
@@ -211,7 +213,7 @@ async def _stream_single(job: CopyJob) -> Written:
         async with job.scheduler.request():
             resp = await put_object(
                 job.client, job.target, PartBody(cast(bytes, data)), checksum,
-                job.source.carried(),
+                job.source.carried(job.target),
             )  # fmt: skip
     job.report(size)
     return Written("stream", resp.get("ETag"), resp.get("VersionId"), 1, crc)

@@ -235,7 +235,11 @@ class TempFile:
             if views and written:
                 views[0] = views[0][written:]
 
-    def commit(self) -> None:
+    def commit(self, mtime_ns: int | None = None) -> None:
+        """fsync, then rename over DEST; `mtime_ns` is the modification time DEST takes (its
+        source's, so that `sync` sees the same file on both sides)."""
+        if mtime_ns is not None:
+            os.utime(self.fd, ns=(time.time_ns(), mtime_ns))
         os.fsync(self.fd)
         self._take_over_ownership()
         os.close(self.fd)

@@ -76,7 +76,7 @@ def plan_reads(size: int, options: DownloadOptions) -> list[Part]:
     return plan_parts(size, options.part_size)
 
 
-def _stored_digest(head: dict[str, Any]) -> str | None:
+def stored_digest(head: dict[str, Any]) -> str | None:
     """The server's full-object CRC32C, where it keeps one (composite `-N` values of
     multipart uploads are checksums of part checksums, not comparable)."""
     value = head.get("ChecksumCRC32C")
@@ -115,7 +115,7 @@ async def download_file(
             info, head = await head_object(
                 client, ObjectRef(bucket, key, ssec), version_id=version_id, checksums=True
             )
-        sighted = Sighted(info, _stored_digest(head))
+        sighted = Sighted(info, stored_digest(head))
     info = sighted.info
     job = DownloadJob(
         client, info, ssec, dest, plan_reads(info.size, options), options, scheduler, progress,
@@ -162,7 +162,7 @@ async def download_small(
         async with answer["Body"] as body:
             info = object_info(obj, answer, ctx)
             if info.size > max(limit, 0) or info.size > options.multipart_threshold:
-                return Sighted(info, _stored_digest(answer))  # too large to hold whole
+                return Sighted(info, stored_digest(answer))  # too large to hold whole
             try:
                 data = await body.read()
             except BODY_ERRORS as exc:
@@ -170,9 +170,9 @@ async def download_small(
                 say_part_retry(client, exc, f"GetObject {ctx.url}", 2,
                                options.retry.max_attempts, "fetching it again")  # fmt: skip
     if len(data) != info.size:  # a broken body: the ranged path resumes where it breaks
-        return Sighted(info, _stored_digest(answer))
+        return Sighted(info, stored_digest(answer))
     crc = crc32c(data)
-    expected = _stored_digest(answer) or options.expected_digest(info)
+    expected = stored_digest(answer) or options.expected_digest(info)
     if expected is not None and digest_text(crc) != expected:
         raise IntegrityError(
             f"the data received has CRC32C {digest_text(crc)}, but the object's is {expected}: "
@@ -181,7 +181,7 @@ async def download_small(
             context=ctx,
         )
     try:
-        await anyio.to_thread.run_sync(_write_whole, dest, data)
+        await anyio.to_thread.run_sync(_write_whole, dest, data, info.source_mtime_ns)
     except OSError as exc:
         raise _write_error(exc, dest.path) from None
     if progress:
@@ -191,13 +191,13 @@ async def download_small(
     )
 
 
-def _write_whole(dest: Destination, data: bytes) -> None:
+def _write_whole(dest: Destination, data: bytes, mtime_ns: int | None) -> None:
     """Temporary file, write, fsync, rename: a small download's whole life on disk, in one
     thread hop; on any failure the temporary file is removed and DEST left as it was."""
     temp = TempFile(dest, size=len(data))
     try:
         temp.write_at([data], 0)
-        temp.commit()
+        temp.commit(mtime_ns)
     except BaseException:
         temp.discard()
         raise
@@ -273,7 +273,7 @@ class DownloadJob:
                     hint="rerun the download; nothing was written to DEST",
                     context=ErrorContext("GetObject", self.info.bucket, self.info.key),
                 )
-            await anyio.to_thread.run_sync(temp.commit)
+            await anyio.to_thread.run_sync(temp.commit, self.info.source_mtime_ns)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self._keep_or_discard(temp)

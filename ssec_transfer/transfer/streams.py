@@ -276,6 +276,11 @@ class _StreamUpload:
     scheduler: Scheduler
     tracker: _Progress
 
+    def object_params(self) -> dict[str, Any]:
+        """A stream has no source facts to seal: its size is unknown when the request starts
+        and it has no modification time, so `sync` treats it like another tool's object."""
+        return self.options.attributes.params(default_type=CONTENT_TYPE, sealed={})
+
     async def put_single(self, head: list[_StreamPart]) -> tuple[str | None, str | None]:
         algorithm = self.options.checksum.algorithm
         size = self.parts.offset
@@ -294,14 +299,14 @@ class _StreamUpload:
         async with self.scheduler.request():
             resp = await put_object(
                 self.client, self.target, PartBody(data), checksum_params(algorithm, checksum),
-                {"ContentType": CONTENT_TYPE},
+                self.object_params(),
             )  # fmt: skip
         self.tracker.add(size)
         return resp.get("ETag"), resp.get("VersionId")
 
     async def put_multipart(self, head: list[_StreamPart]) -> tuple[str | None, str | None, int]:
         algorithm = self.options.checksum.algorithm
-        create_extra: dict[str, Any] = {"ContentType": CONTENT_TYPE}
+        create_extra = self.object_params()
         if algorithm:
             create_extra["ChecksumAlgorithm"] = algorithm.name
         async with multipart_upload(

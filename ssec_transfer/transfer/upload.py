@@ -33,11 +33,13 @@ from ssec_transfer.core.retry import RetryPolicy
 from ssec_transfer.core.scheduler import Scheduler
 from ssec_transfer.core.taskgroups import for_each
 from ssec_transfer.keys.customer import SSECustomerKey
+from ssec_transfer.keys.seal import SourceFacts, sealed_metadata
 from ssec_transfer.s3.bodies import FILE_SLICE, FilePartBody, PartBody
 from ssec_transfer.s3.errors import error_code, status_of, translate
 from ssec_transfer.s3.multipart import MultipartUpload, multipart_upload
 from ssec_transfer.s3.requests import ObjectRef, checksum_params, put_object, upload_part
 from ssec_transfer.state.journal import Resumable, UploadEntry
+from ssec_transfer.transfer.attributes import ObjectAttributes
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,7 @@ class UploadOptions:
     checksum: ChecksumPolicy
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     resumable: Resumable | None = None
+    attributes: ObjectAttributes = field(default_factory=ObjectAttributes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,9 +203,15 @@ class UploadJob:
     def algorithm(self) -> ChecksumAlgorithm | None:
         return self.options.checksum.algorithm
 
-    @property
-    def content_type(self) -> str:
-        return mimetypes.guess_type(self.source.name)[0] or "application/octet-stream"
+    def object_params(self, crc: int | None) -> dict[str, Any]:
+        """Content type, metadata and storage class, with the source's facts sealed in:
+        size and mtime always, the CRC32C when the bytes were read before sending."""
+        facts = SourceFacts(self.size, self.stat.st_mtime_ns, crc)
+        target = self.target
+        return self.options.attributes.params(
+            default_type=mimetypes.guess_type(self.source.name)[0] or "application/octet-stream",
+            sealed=sealed_metadata(facts, target.sse, target.bucket, target.key),
+        )
 
     async def run(self) -> _Written:
         options = self.options
@@ -247,8 +256,7 @@ class UploadJob:
             data, checksum, crc = await anyio.to_thread.run_sync(self._read_whole)
             async with self.scheduler.request():
                 resp = await put_object(
-                    self.client, self.target, PartBody(data), checksum,
-                    {"ContentType": self.content_type},
+                    self.client, self.target, PartBody(data), checksum, self.object_params(crc)
                 )  # fmt: skip
         if self.progress:
             self.progress(self.size, self.size)
@@ -268,7 +276,8 @@ class UploadJob:
             if resumable is not None and journal_id is not None:
                 await anyio.to_thread.run_sync(resumable.journal.forget_upload, journal_id)
 
-        create_extra: dict[str, Any] = {"ContentType": self.content_type}
+        # The whole file's CRC32C is not sealed: it would cost a second read of the file.
+        create_extra = self.object_params(None)
         if self.algorithm:
             create_extra["ChecksumAlgorithm"] = self.algorithm.name
         keep = resumable is not None and resumable.resume
