@@ -17,7 +17,7 @@ Each verdict carries a short reason code for the JSON lines and the summary.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -142,6 +142,6 @@ def _between_objects(source: Facts, dest: Facts, *, checksum: bool) -> Verdict:
     return Verdict("send", "newer") if newer else Verdict("skip", "same-size-and-time")
 
 
-def extra(source: Iterable[str], dest: Mapping[str, Facts]) -> list[str]:
+def extra(source: Iterable[str], dest: Iterable[str]) -> list[str]:
     """Relative paths only at the destination: what `--delete` removes, in sorted order."""
     return sorted(set(dest) - set(source))

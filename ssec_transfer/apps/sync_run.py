@@ -36,7 +36,14 @@ from ssec_transfer.apps.bulk import (
 )
 from ssec_transfer.apps.remove import RemovalTarget, delete_many, folder_prefix
 from ssec_transfer.apps.sources import printable, walk_sources
-from ssec_transfer.apps.sync_plan import Direction, Facts, Verdict, verdict
+from ssec_transfer.apps.sync_plan import (
+    Direction,
+    Facts,
+    Verdict,
+    extra,
+    needs_inspection,
+    verdict,
+)
 from ssec_transfer.core.crc import crc32c, digest_text
 from ssec_transfer.core.errors import (
     ErrorContext,
@@ -303,7 +310,7 @@ async def plan_sync(
                 else _download_job(spec, rel, size)
             )
         there = dst.get(rel)
-        if job.problem is None and there is not None and there.facts.size == entry.facts.size:
+        if job.problem is None and needs_inspection(entry.facts, there.facts if there else None):
             to_inspect.append(rel)
         planned[rel] = (job, verdict(entry.facts, there.facts if there else None,
                                      direction=spec.direction, checksum=spec.checksum))  # fmt: skip
@@ -333,7 +340,7 @@ async def plan_sync(
     await for_each(to_inspect, inspect, engine.config.concurrency * 2)
     deletions: list[TransferJob] = []
     if spec.delete:
-        deletions = [_delete_job(spec, rel, dst[rel]) for rel in sorted(set(dst) - set(src))]
+        deletions = [_delete_job(spec, rel, dst[rel]) for rel in extra(src, dst)]
     return list(planned.values()), deletions, excluded
 
 
