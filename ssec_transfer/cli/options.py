@@ -236,6 +236,17 @@ def add_filters(g: argparse.ArgumentParser | argparse._ArgumentGroup, what: str 
     )
 
 
+def add_dryrun(g: argparse.ArgumentParser | argparse._ArgumentGroup, what: str) -> None:
+    """--dryrun (aws's spelling) or --dry-run (rclone's): plan, print, send nothing."""
+    g.add_argument(
+        "--dryrun",
+        "--dry-run",
+        dest="dryrun",
+        action="store_true",
+        help=f"print what would be {what} (`(dryrun) upload: SRC to DEST`); send nothing",
+    )
+
+
 def add_bulk(p: argparse.ArgumentParser) -> None:
     """--recursive, --manifest and what goes with many files, including the Dask options."""
     g = p.add_argument_group("many files")
@@ -267,6 +278,7 @@ def add_bulk(p: argparse.ArgumentParser) -> None:
         "recorded in the ledger (not the ETag, which is no MD5 under SSE-C)",
     )
     g.add_argument("--fail-fast", action="store_true", help="stop at the first failed file")
+    add_dryrun(g, "transferred")
     g.add_argument(
         "--resume",
         action="store_true",

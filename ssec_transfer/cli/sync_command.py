@@ -18,6 +18,7 @@ from ssec_transfer.cli.options import (
     CommandFactory,
     Handler,
     add_connection,
+    add_dryrun,
     add_filters,
     add_key,
     add_ledger,
@@ -64,11 +65,7 @@ def register(command: CommandFactory) -> None:
         help="also delete what DEST holds and SRC does not (within the --include/--exclude "
         "rules); only after every transfer succeeded",
     )
-    g.add_argument(
-        "--dryrun",
-        action="store_true",
-        help="list what would be sent and deleted, with why; send and delete nothing",
-    )
+    add_dryrun(g, "sent and deleted, with why")
     g.add_argument(
         "--compare-checksums",
         action="store_true",

@@ -190,6 +190,8 @@ async def cmd_put(args: argparse.Namespace) -> int:
         if not url.key or url.key.endswith("/"):
             raise UsageError("put - needs a full object key: s3://BUCKET/KEY")
         stdin_key = require_key(key, "put")
+        if args.dryrun:
+            return _dry_one(args, "upload", "-", str(url))
         if sys.stdin is None:  # started with stdin closed (`<&-`)
             raise UsageError(
                 "put - reads standard input, but it is closed",
@@ -227,6 +229,8 @@ async def cmd_put(args: argparse.Namespace) -> int:
     object_key = url.key
     if not object_key or object_key.endswith("/"):
         object_key += source.name
+    if args.dryrun:
+        return _dry_one(args, "upload", str(source), f"s3://{url.bucket}/{object_key}")
     return await _transfer_one(
         args, f"put {source.name}",
         lambda engine, bar: engine.upload(
@@ -259,6 +263,8 @@ async def cmd_get(args: argparse.Namespace) -> int:
         raise UsageError(
             f"{args.source} names no object", hint="write s3://BUCKET/KEY, or add --recursive"
         )
+    if args.dryrun:
+        return _dry_one(args, "download", str(url), args.dest)
     if args.dest == "-":
         if args.json:
             raise UsageError("--json cannot share stdout with the object's bytes (get ... -)")
@@ -282,6 +288,15 @@ async def cmd_get(args: argparse.Namespace) -> int:
         args, f"get {url.key}", download,
         lambda result: f"downloaded s3://{url.bucket}/{url.key} to {result.path}",
     )  # fmt: skip
+
+
+def _dry_one(args: argparse.Namespace, operation: str, source: str, destination: str) -> int:
+    """--dryrun of one transfer: what it would do, as aws prints it; nothing is sent."""
+    if args.json:
+        print_json({"operation": operation, "source": source, "destination": destination,
+                    "status": "dryrun", "exit_code": 0})  # fmt: skip
+    print(f"(dryrun) {operation}: {source} to {destination}", file=sys.stderr)
+    return 0
 
 
 async def cmd_head(args: argparse.Namespace) -> int:
@@ -418,6 +433,8 @@ async def _run_bulk(
     tally = _Tally()
     async with engine_for(args) as engine:
         planned = jobs if isinstance(jobs, list) else await jobs(engine)
+        if args.dryrun:
+            return _dry_run(args, planned, excluded)
         display = BulkProgress(
             len(planned), sum(j.size or 0 for j in planned), enabled=progress_enabled(args)
         )
@@ -444,6 +461,28 @@ async def _run_bulk(
             stats = outcomes if isinstance(outcomes, DaskOutcomes) else stats
     seconds = time.perf_counter() - started
     return _summarize(args, len(planned), tally, stats, seconds, excluded=excluded)
+
+
+def _dry_run(args: argparse.Namespace, planned: list[TransferJob], excluded: int) -> int:
+    """--dryrun of a bulk run: each planned transfer as aws prints it (and a JSON line with
+    status "dryrun"); a path that could not be sent fails as it would for real (exit 1)."""
+    from ssec_transfer.apps.bulk import JobOutcome
+
+    failed = 0
+    for job in planned:
+        outcome = JobOutcome(job, "failed" if job.problem else "dryrun", error=job.problem)
+        failed += job.problem is not None
+        if args.json:
+            print_json(outcome.to_dict())
+        if job.problem is None:
+            print(f"(dryrun) {job.operation}: {job.source} to {job.destination}", file=sys.stderr)
+        else:
+            print(f"failed: {job.source}: {job.problem}", file=sys.stderr)
+    size = sum(j.size or 0 for j in planned if j.problem is None)
+    print(f"{len(planned) - failed} would be transferred ({human_size(size)}), {failed} failed"
+          + (f", {excluded} excluded" if excluded else "")
+          + " (dry run: nothing was sent)", file=sys.stderr)  # fmt: skip
+    return 1 if failed else 0
 
 
 def _summarize(
