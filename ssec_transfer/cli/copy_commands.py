@@ -23,6 +23,7 @@ from ssec_transfer.cli.options import (
     CommandFactory,
     Handler,
     add_connection,
+    add_dryrun,
     add_key,
     add_output,
     add_tuning,
@@ -34,6 +35,7 @@ from ssec_transfer.core.errors import UsageError
 from ssec_transfer.s3.urls import parse_s3_url
 
 if TYPE_CHECKING:
+    from ssec_transfer.engine import TransferEngine
     from ssec_transfer.keys.customer import SSECustomerKey
     from ssec_transfer.transfer.copy import CopyOutcome
 
@@ -59,6 +61,7 @@ def _register_cp(command: CommandFactory) -> None:
     cp.add_argument("--version-id", help="copy this version of the source")
     cp.add_argument("--recursive", action="store_true", help="every object under SRC/")
     add_via(cp)
+    add_dryrun(cp, "copied")
     src_keys = cp.add_argument_group("source key (for an SSE-C source)")
     sm = src_keys.add_mutually_exclusive_group()
     sm.add_argument("--source-key-file", metavar="PATH", help="the source object's key file")
@@ -125,6 +128,8 @@ async def cmd_cp(args: argparse.Namespace) -> int:
     source_key = other_key(args.source_key_file, args.source_key_env, prefix="source-key")
     target_key = load_key(args)
     async with engine_for(args) as engine:
+        if args.dryrun:
+            return await _dry_copy(args, engine, src.bucket, src.key, dst.bucket, dst.key)
         if args.recursive:
             outcomes = await engine.copy_prefix(
                 src.bucket, src.key, dst.bucket, dst.key, source_key=source_key,
@@ -141,6 +146,35 @@ async def cmd_cp(args: argparse.Namespace) -> int:
             target_key=target_key, version_id=args.version_id, via=args.via,
         )  # fmt: skip
     report(args, result.to_dict(), f"copied {src} to s3://{dst.bucket}/{dst_key} via {result.via}")
+    return 0
+
+
+async def _dry_copy(
+    args: argparse.Namespace, engine: TransferEngine, src_bucket: str, src_key: str,
+    dst_bucket: str, dst_key: str,
+) -> int:  # fmt: skip
+    """cp --dryrun: the copies the same command would make (listing the prefix for
+    --recursive, mapped as `copy_prefix` maps it), as aws prints them."""
+    from ssec_transfer.apps.remove import folder_prefix
+    from ssec_transfer.s3.listing import iter_keys
+
+    if args.recursive:
+        src_prefix = folder_prefix(src_key)
+        keys = [k async for k in iter_keys(engine.client, src_bucket, src_prefix)]
+        pairs = [(k, folder_prefix(dst_key) + k[len(src_prefix) :]) for k in keys]
+    else:
+        target = (
+            dst_key + src_key.rsplit("/", 1)[-1]
+            if dst_key.endswith("/") or not dst_key
+            else dst_key
+        )
+        pairs = [(src_key, target)]
+    for source, target in pairs:
+        src_url, dst_url = f"s3://{src_bucket}/{source}", f"s3://{dst_bucket}/{target}"
+        if args.json:
+            print_json({"operation": "copy", "source": src_url, "destination": dst_url,
+                        "status": "dryrun", "exit_code": 0})  # fmt: skip
+        print(f"(dryrun) copy: {src_url} to {dst_url}", file=sys.stderr)
     return 0
 
 
