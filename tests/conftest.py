@@ -23,6 +23,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+@pytest.fixture(autouse=True)
+def _no_user_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads the config file of the user running it (`cli.config_file`); a test of
+    the config file points SSEC_TRANSFER_CONFIG at its own."""
+    monkeypatch.setenv("SSEC_TRANSFER_CONFIG", os.devnull)
+
+
 @pytest.fixture(scope="session")
 def s3_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -49,6 +56,7 @@ def server_env(s3_server: ServerInfo, tmp_path_factory: pytest.TempPathFactory) 
     env.update(s3_server.env())
     env["AWS_CONFIG_FILE"] = os.devnull
     env["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+    env["SSEC_TRANSFER_CONFIG"] = os.devnull  # the config file of whoever runs the tests
     # Keep the ledger and the capability cache of test runs out of the user's home.
     state = tmp_path_factory.mktemp("xdg")
     env["XDG_DATA_HOME"] = str(state / "data")

@@ -25,6 +25,9 @@ from typing import NoReturn
 from ssec_transfer import __version__
 from ssec_transfer.cli import (
     admin_commands,
+    completion_command,
+    config_command,
+    config_file,
     copy_commands,
     key_commands,
     ls_command,
@@ -70,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     watch_command.register(command)
     admin_commands.register(command)  # cleanup, doctor, server, bench, demo
     key_commands.register_ledger_and_keyring(sub, command)
+    config_command.register(command)
+    completion_command.register(command)
     return parser
 
 
@@ -82,6 +87,8 @@ HANDLERS: dict[str, Handler] = {
     **sync_command.HANDLERS,
     **watch_command.HANDLERS,
     **admin_commands.HANDLERS,
+    **config_command.HANDLERS,
+    **completion_command.HANDLERS,
 }
 
 
@@ -141,8 +148,14 @@ def _scrubbed(error: dict[str, object], typed: list[str]) -> dict[str, object]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args, from_config = config_file.parse_args(parser, argv)
+    except SSECTransferError as exc:  # the config file is at fault, before any request
+        print(f"ssec-transfer: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     _configure_logging(args.verbose)
+    if from_config:
+        logging.getLogger("ssec_transfer").info("%s", from_config)
     from ssec_transfer.cli import signals  # anyio: only once a command runs
 
     try:

@@ -33,6 +33,8 @@ HEAVY = (
     "tqdm",
     "ssec_transfer.engine",
     "ssec_transfer.s3.client",
+    "shtab",  # only `completion` needs it
+    "tomllib",  # the config file is not read for --version and --help
 )
 
 # Runs `main(argv)` for each argv in turn and prints, after each, the modules loaded so far.
