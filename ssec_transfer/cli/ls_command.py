@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from ssec_transfer.cli.common import engine_for
 from ssec_transfer.cli.options import CommandFactory, Handler, add_connection
 from ssec_transfer.cli.output import print_json
+from ssec_transfer.core.errors import UsageError
 from ssec_transfer.core.units import listing_size
 from ssec_transfer.s3.urls import parse_s3_url
 
@@ -196,6 +197,14 @@ async def _ls_buckets(args: argparse.Namespace) -> int:
 
 async def cmd_ls(args: argparse.Namespace) -> int:
     if args.target in (None, "s3://"):
+        given = [f"--{n.replace('_', '-')}" for n in ("recursive", "versions", "summarize")
+                 if getattr(args, n, False)]  # fmt: skip
+        if given:
+            raise UsageError(
+                f"{', '.join(given)} lists objects, but no bucket was named: `ls` alone lists "
+                "the buckets",
+                hint="name what to list: ssec-transfer ls s3://BUCKET/ " + " ".join(given),
+            )
         return await _ls_buckets(args)
     from ssec_transfer.s3.listing import ListedObject
 

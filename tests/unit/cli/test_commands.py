@@ -82,3 +82,14 @@ def test_dask_for_a_single_object_is_refused(
 )
 def test_every_command_that_answers_in_json_accepts_json(argv: list[str]) -> None:
     assert build_parser().parse_args([*argv, "--json"]).json is True
+
+
+@pytest.mark.parametrize("flag", ["--recursive", "--versions", "--summarize"])
+def test_ls_without_a_bucket_refuses_object_flags(
+    flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ls` alone lists buckets: a flag about objects would be ignored, so it is refused."""
+    assert main(["ls", flag]) == 2
+    err = capsys.readouterr().err
+    assert f"{flag} lists objects, but no bucket was named" in err
+    assert f"ssec-transfer ls s3://BUCKET/ {flag}" in err
