@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         NoAnswerError,
         NotFoundError,
         ObjectChangedError,
+        ObjectExistsError,
         PlanError,
         SSECBlockedError,
         SSECTransferError,
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from ssec_transfer.core.results import ObjectInfo, TransferResult
     from ssec_transfer.engine import TransferConfig, TransferEngine
     from ssec_transfer.keys.customer import SSECustomerKey
+    from ssec_transfer.transfer.attributes import ObjectAttributes
 
 # Each public name, and the module that defines it.
 _EXPORTS: dict[str, str] = {
@@ -50,6 +52,7 @@ _EXPORTS: dict[str, str] = {
             "NoAnswerError",
             "NotFoundError",
             "ObjectChangedError",
+            "ObjectExistsError",
             "PlanError",
             "SSECBlockedError",
             "SSECTransferError",
@@ -65,6 +68,7 @@ _EXPORTS: dict[str, str] = {
     "TransferConfig": "ssec_transfer.engine",
     "TransferEngine": "ssec_transfer.engine",
     "SSECustomerKey": "ssec_transfer.keys.customer",
+    "ObjectAttributes": "ssec_transfer.transfer.attributes",
 }
 
 __all__ = [
@@ -77,7 +81,9 @@ __all__ = [
     "MissingKeyError",
     "NoAnswerError",
     "NotFoundError",
+    "ObjectAttributes",
     "ObjectChangedError",
+    "ObjectExistsError",
     "ObjectInfo",
     "PlanError",
     "SSECBlockedError",

@@ -45,11 +45,12 @@ from ssec_transfer.s3.listing import (
     list_level,
     list_objects,
 )
-from ssec_transfer.s3.requests import ObjectRef, head_object
+from ssec_transfer.s3.requests import ObjectRef, head_object, object_exists
 from ssec_transfer.state.journal import Journal, Resumable
 from ssec_transfer.state.journal import default_path as default_journal_path
 from ssec_transfer.state.ledger import Ledger
 from ssec_transfer.state.ledger import default_path as default_ledger_path
+from ssec_transfer.transfer.attributes import ObjectAttributes
 from ssec_transfer.transfer.destination import (
     open_stream,
     plan_destination,
@@ -107,6 +108,8 @@ class TransferEngine:
         ledger: Ledger | Path | Literal["default"] | None = "default",
         journal: Journal | Path | Literal["default"] | None = "default",
         resume: bool = False,
+        attributes: ObjectAttributes | None = None,
+        no_clobber: bool = False,
     ) -> None:
         base = settings or ConnectionSettings()
         self.settings = replace(
@@ -127,6 +130,10 @@ class TransferEngine:
         self._journal_choice = journal
         self.journal: Journal | None = None
         self.resume = resume
+        # What every upload sets besides the bytes (content type, metadata, storage class),
+        # and `no_clobber`: never replace an object that exists (HEAD, then If-None-Match).
+        self.attributes = attributes or ObjectAttributes()
+        self.no_clobber = no_clobber
         self.scheduler = Scheduler(
             max_requests=self.config.concurrency, max_memory=self.config.max_memory
         )
@@ -241,6 +248,7 @@ class TransferEngine:
         client = self._guard(sse_key)
         await anyio.to_thread.run_sync(check_source, Path(source))  # a usage error comes first
         await self._require_bucket(bucket)
+        await self._require_absent(bucket, key)
         await self._require_checksum_support(bucket, sse_key)
         options = self._upload_options(self._resumable())
         with self._note_disruption():
@@ -284,6 +292,8 @@ class TransferEngine:
             checksum=self._checksum,
             retry=self.retry_policy,
             resumable=resumable,
+            attributes=self.attributes,
+            no_clobber=self.no_clobber,
         )
 
     def _download_options(self, resumable: Resumable | None) -> DownloadOptions:
@@ -334,6 +344,32 @@ class TransferEngine:
             except (bx.BotoCoreError, OSError) as exc:
                 raise translate(exc, ctx, key_sent=False) from exc
             self._known_buckets.add(bucket)
+
+    async def _require_absent(self, bucket: str, key: str) -> None:
+        """With `no_clobber`, before any byte is sent: an object that exists raises
+        ObjectExistsError. A HEAD without the key: 404 is absent, 200 or 400 (an SSE-C object
+        asked without its key) is there. A 403 tells nothing (no read permission): the
+        upload goes ahead and If-None-Match has the last word, where the server honours it."""
+        if not self.no_clobber:
+            return
+        obj = ObjectRef(bucket, key)
+        try:
+            async with self.scheduler.request():
+                await self._require_client().head_object(Bucket=bucket, Key=key)
+        except bx.ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status == 404:
+                return
+            if status == 403:
+                log.warning("HeadObject s3://%s/%s refused (403): cannot tell whether it "
+                            "exists; only If-None-Match keeps it from being replaced",
+                            bucket, key)  # fmt: skip
+                return
+            if status != 400:
+                raise translate(exc, obj.context("HeadObject"), key_sent=False) from exc
+        except (bx.BotoCoreError, OSError) as exc:
+            raise translate(exc, obj.context("HeadObject"), key_sent=False) from exc
+        raise object_exists(obj, "HeadObject")
 
     async def _require_checksum_support(self, bucket: str, sse_key: SSECustomerKey) -> None:
         """An explicitly requested checksum must really be verified, never silently dropped."""
@@ -450,6 +486,7 @@ class TransferEngine:
         PutObject if it ends below the multipart threshold."""
         client = self._guard(sse_key)
         await self._require_bucket(bucket)
+        await self._require_absent(bucket, key)
         await self._require_checksum_support(bucket, sse_key)
         options = self._upload_options(resumable=None)  # a stream cannot be resumed
         from ssec_transfer.transfer import streams

@@ -35,6 +35,7 @@ from ssec_transfer.core.errors import (
     KeyProblemError,
     LocalIOError,
     NotFoundError,
+    ObjectExistsError,
     SSECTransferError,
     UsageError,
 )
@@ -416,6 +417,10 @@ async def _run_one(
                 job.bucket, job.key, job.path, sse_key=job.sse_key,
                 version_id=job.version_id, progress=callback, size_hint=job.size,
             )  # fmt: skip
+    except ObjectExistsError:  # --no-clobber: left as it is, on purpose
+        if progress.on_bytes and job.size:
+            progress.on_bytes(job.size)
+        return JobOutcome(job, "skipped", seconds=time.perf_counter() - started, why="exists")
     except SSECTransferError as exc:
         return JobOutcome(job, "failed", error=exc, seconds=time.perf_counter() - started)
     except OSError as exc:

@@ -386,6 +386,8 @@ def _batch_specs(
             fail_fast=fail_fast,
             resume=engine.resume,
             max_files=max_files,
+            attributes=engine.attributes,
+            no_clobber=engine.no_clobber,
         )
         for b, group in enumerate(groups)
     ]
@@ -487,7 +489,9 @@ class _Pump:
         job = self.planned[index]
         result = TransferResult(**data["result"]) if data.get("result") else None
         error = rebuild_error(data["error_detail"]) if data.get("error_detail") else None
-        outcome = JobOutcome(job, data["status"], result, error, float(data["seconds"]))
+        outcome = JobOutcome(
+            job, data["status"], result, error, float(data["seconds"]), why=data.get("reason")
+        )
         ledger = self.engine.ledger
         if result is not None and ledger is not None:
             row = _ledger_row(self.engine.endpoint_url, result, data.get("local_mtime_ns"))

@@ -29,6 +29,7 @@ from ssec_transfer.engine import TransferConfig, TransferEngine
 from ssec_transfer.keys.customer import SSECustomerKey
 from ssec_transfer.s3.client import ConnectionSettings
 from ssec_transfer.state.ledger import Ledger, LedgerEntry
+from ssec_transfer.transfer.attributes import ObjectAttributes
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,8 @@ class BatchSpec:
     fail_fast: bool
     resume: bool
     max_files: int | None
+    attributes: ObjectAttributes = field(default_factory=ObjectAttributes)
+    no_clobber: bool = False
 
 
 # -- on a worker ---------------------------------------------------------------------------
@@ -338,7 +341,8 @@ async def _run_batch_async(
             try:
                 async with TransferEngine(
                     settings=spec.settings, config=spec.config, ledger=ledger,
-                    journal="default", resume=resume,
+                    journal="default", resume=resume, attributes=spec.attributes,
+                    no_clobber=spec.no_clobber,
                 ) as engine:  # fmt: skip
                     async with run_jobs(
                         engine, jobs, fail_fast=spec.fail_fast,

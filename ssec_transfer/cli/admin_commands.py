@@ -52,7 +52,8 @@ def register(command: CommandFactory) -> None:
         "Check TLS and credentials, then, with --bucket, probe SSE-C behaviour with throwaway "
         "objects under .ssec-transfer-probe/ (removed afterwards): SSE-C writes, wrong-key and "
         "missing-key answers, part-key checking, CopyObject and UploadPartCopy from SSE-C "
-        "sources, flexible and streamed checksums, conditional writes, ETag meaning. Findings "
+        "sources, flexible and streamed checksums, conditional writes (PutObject and "
+        "CompleteMultipartUpload with If-None-Match), ETag meaning. Findings "
         "are cached per endpoint and used by the engine.",
     )
     doctor.add_argument("--bucket", help="bucket to probe SSE-C behaviour in (writes allowed)")

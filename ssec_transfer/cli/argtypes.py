@@ -72,3 +72,43 @@ def on_success(text: str) -> tuple[OnSuccess, Path | None]:
     if text.startswith("move:") and len(text) > len("move:"):
         return "move", Path(text[len("move:") :])
     raise argparse.ArgumentTypeError("choose keep, delete or move:DIR")
+
+
+def metadata(text: str) -> dict[str, str]:
+    """--metadata NAME=VALUE, or aws's JSON form '{"NAME": "VALUE", ...}'. Names and values
+    are checked against S3's rules later, together (`attributes.check_metadata`)."""
+    if text.lstrip().startswith("{"):
+        import json
+
+        try:
+            pairs = json.loads(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"not valid JSON ({exc})") from None
+        if not isinstance(pairs, dict) or not all(isinstance(v, str) for v in pairs.values()):
+            raise argparse.ArgumentTypeError(
+                'the JSON form is an object of strings: \'{"NAME": "VALUE"}\''
+            )
+        return pairs
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not NAME=VALUE (e.g. --metadata project=goes-r)"
+        )
+    return {name: value}
+
+
+def header_text(text: str) -> str:
+    """A value sent as an HTTP header (--content-type): printable ASCII on one line."""
+    if not text or not text.isascii() or not text.isprintable():
+        raise argparse.ArgumentTypeError(f"{text!r} must be printable ASCII on one line")
+    return text
+
+
+def storage_class(text: str) -> str:
+    """--storage-class: passed through as given (servers define their own, e.g. Ceph's
+    placement targets), but it must be a name: letters, digits, _ and -."""
+    if not text or not all(ch.isascii() and (ch.isalnum() or ch in "_-") for ch in text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a storage class name (e.g. STANDARD_IA, GLACIER_IR)"
+        )
+    return text

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ssec_transfer.apps.distributed import DaskCluster
     from ssec_transfer.engine import TransferEngine
     from ssec_transfer.keys.customer import SSECustomerKey
+    from ssec_transfer.transfer.attributes import ObjectAttributes
 
 log = logging.getLogger("ssec_transfer")
 
@@ -98,6 +99,26 @@ def transfer_config(args: argparse.Namespace) -> TransferConfig:
     )
 
 
+def object_attributes(args: argparse.Namespace) -> ObjectAttributes | None:
+    """--content-type, --metadata, --storage-class (`add_object_options`); None without them.
+    A name given twice (S3 folds names to lower case) or metadata S3 cannot carry is a
+    UsageError, before any request."""
+    if not hasattr(args, "storage_class"):
+        return None
+    from ssec_transfer.transfer.attributes import ObjectAttributes
+
+    metadata: dict[str, str] = {}
+    for pairs in args.metadata or ():
+        for name, value in pairs.items():
+            if any(name.lower() == seen.lower() for seen in metadata):
+                raise UsageError(
+                    f"metadata name {name!r} is given twice",
+                    hint="S3 folds metadata names to lower case: give each name once",
+                )
+            metadata[name] = value
+    return ObjectAttributes(args.content_type, metadata, args.storage_class)
+
+
 def engine_for(args: argparse.Namespace) -> TransferEngine:
     from ssec_transfer.engine import TransferEngine
     from ssec_transfer.s3.client import ConnectionSettings
@@ -115,6 +136,8 @@ def engine_for(args: argparse.Namespace) -> TransferEngine:
         config=transfer_config(args),
         ledger=ledger,
         resume=getattr(args, "resume", False),
+        attributes=object_attributes(args),
+        no_clobber=getattr(args, "no_clobber", False),
         settings=ConnectionSettings(
             retry_mode=args.retry_mode,
             max_attempts=args.max_attempts,

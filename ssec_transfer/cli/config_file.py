@@ -64,6 +64,8 @@ KEYS: tuple[str, ...] = (
     "dask",
     "dask_local",
     "dask_batch_size",
+    # the object options of uploads
+    "storage_class",
     # add_output, add_via
     "progress",
     "via",

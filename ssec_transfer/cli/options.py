@@ -381,3 +381,51 @@ def add_tuning(p: argparse.ArgumentParser) -> None:
         default=d.max_memory,
         help="budget for part buffers in flight (default 64MiB), whatever the file size",
     )
+
+
+# What AWS S3 knows; other servers take their own names (Ceph: its placement targets' classes).
+STORAGE_CLASSES = (
+    "STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING",
+    "GLACIER", "DEEP_ARCHIVE", "GLACIER_IR", "EXPRESS_ONEZONE",
+)  # fmt: skip
+
+
+def add_object_options(p: argparse.ArgumentParser, *, no_clobber: bool = True) -> None:
+    """What an upload sets on each object besides its bytes (`common.object_attributes`),
+    and, where replacing an object is a choice (`put`), --no-clobber."""
+    g = p.add_argument_group("object attributes (uploads)")
+    g.add_argument(
+        "--content-type",
+        type=argtypes.header_text,
+        metavar="TYPE",
+        help="Content-Type of every object uploaded (default: guessed from the file name, "
+        "application/octet-stream when unknown or for a stream)",
+    )
+    g.add_argument(
+        "--metadata",
+        type=argtypes.metadata,
+        action="append",
+        metavar="NAME=VALUE",
+        help='user metadata (x-amz-meta-NAME), repeatable; aws\'s \'{"NAME": "VALUE"}\' '
+        "form works too. Printable ASCII; names of letters, digits and - _ . (servers store "
+        "them in lower case). At most 2 KB with the names, less what ssec-transfer keeps for "
+        "the sealed source facts (x-amz-meta-ssec-transfer, reserved)",
+    )
+    g.add_argument(
+        "--storage-class",
+        type=argtypes.storage_class,
+        metavar="CLASS",
+        help=f"storage class of the objects, passed through as given: on AWS "
+        f"{', '.join(STORAGE_CLASSES)}; a server refuses classes it lacks (Ceph maps them to "
+        f"its placement targets' storage classes; SeaweedFS records the name)",
+    )
+    if no_clobber:
+        g.add_argument(
+            "--no-clobber",
+            action="store_true",
+            help='never replace an object that exists: it is skipped (reason "exists", exit '
+            "0). A HEAD checks before any byte is sent, and PutObject and "
+            "CompleteMultipartUpload carry If-None-Match: *, so the server refuses an object "
+            "that appeared meanwhile, where it honours that (`ssec-transfer doctor` says). "
+            "Where it does not, only the HEAD protects, which races with another writer",
+        )

@@ -22,6 +22,7 @@ from ssec_transfer.cli.options import (
     add_filters,
     add_key,
     add_ledger,
+    add_object_options,
     add_output,
     add_tuning,
     load_key,
@@ -89,6 +90,7 @@ def register(command: CommandFactory) -> None:
     add_ledger(g)
     g.add_argument("--no-ledger", action="store_true", help="do not record transfers in the ledger")
     add_key(sync, required=False)
+    add_object_options(sync, no_clobber=False)
     src_keys = sync.add_argument_group("source key (sync from S3 to S3 under another key)")
     sm = src_keys.add_mutually_exclusive_group()
     sm.add_argument(
@@ -135,6 +137,14 @@ async def cmd_sync(args: argparse.Namespace) -> int:
         )
     if source_key is not None and not (remote_source and remote_dest):
         raise UsageError("--source-key-file/--source-key-env is for a sync from S3 to S3")
+    if (remote_source or not remote_dest) and (
+        args.content_type or args.metadata or args.storage_class
+    ):
+        raise UsageError(
+            "--content-type, --metadata and --storage-class apply to uploads: a sync from a "
+            "local folder to S3",
+            hint="copies from S3 keep their source's attributes; downloads have none",
+        )
     if key is None:
         raise UsageError(
             "sync needs the SSE-C key of the objects",

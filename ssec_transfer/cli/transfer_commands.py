@@ -38,12 +38,13 @@ from ssec_transfer.cli.options import (
     add_bulk,
     add_connection,
     add_key,
+    add_object_options,
     add_output,
     add_tuning,
     load_key,
 )
 from ssec_transfer.cli.output import print_json
-from ssec_transfer.core.errors import UnexpectedKeyError, UsageError
+from ssec_transfer.core.errors import ObjectExistsError, UnexpectedKeyError, UsageError
 from ssec_transfer.core.units import human_rate, human_size
 from ssec_transfer.s3.urls import parse_s3_url
 
@@ -91,6 +92,7 @@ def register(command: CommandFactory) -> None:
         "10,000 parts",
     )
     add_key(put, required=False)
+    add_object_options(put)
     add_bulk(put)
     add_connection(put)
     add_tuning(put)
@@ -167,12 +169,20 @@ async def _transfer_one(
     work: Callable[[TransferEngine, ProgressBar], Awaitable[TransferResult]],
     summary: Callable[[TransferResult], str],
 ) -> int:
-    """Run one transfer under a progress bar and report it."""
+    """Run one transfer under a progress bar and report it (an upload --no-clobber left
+    alone as skipped, exit 0)."""
     from ssec_transfer.cli.progress import ProgressBar
 
-    with ProgressBar(label, enabled=progress_enabled(args)) as bar:
-        async with engine_for(args) as engine:
-            result = await work(engine, bar)
+    try:
+        with ProgressBar(label, enabled=progress_enabled(args)) as bar:
+            async with engine_for(args) as engine:
+                result = await work(engine, bar)
+    except ObjectExistsError as exc:
+        url = exc.context.url
+        if args.json:
+            print_json({"status": "skipped", "reason": "exists", "destination": url})
+        print(f"skipped: {url} exists (--no-clobber)", file=sys.stderr)
+        return 0
     report(args, result.to_dict(), summary(result))
     return 0
 

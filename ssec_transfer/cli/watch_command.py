@@ -20,6 +20,7 @@ from ssec_transfer.cli.options import (
     Handler,
     add_connection,
     add_key,
+    add_object_options,
     add_output,
     add_tuning,
     load_key,
@@ -55,6 +56,7 @@ def register(command: CommandFactory) -> None:
     )
     add_arguments(watch_cmd)
     add_key(watch_cmd, required=True)
+    add_object_options(watch_cmd, no_clobber=False)
     add_connection(watch_cmd)
     add_tuning(watch_cmd)
     add_output(watch_cmd)

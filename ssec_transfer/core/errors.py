@@ -130,6 +130,14 @@ class SSECBlockedError(KeyProblemError):
     """The bucket refuses SSE-C writes (AWS BlockedEncryptionTypes)."""
 
 
+# -- not written on purpose -------------------------------------------------------------------
+
+
+class ObjectExistsError(SSECTransferError):
+    """`no_clobber`: the object exists, so nothing was written. The command line reports it
+    as skipped (reason "exists", exit 0); the Python API raises it so a caller can tell."""
+
+
 # -- exit 1: the transfer failed ---------------------------------------------------------------
 
 

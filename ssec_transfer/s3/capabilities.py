@@ -179,6 +179,7 @@ async def probe_endpoint(
         if streamed_client is not None:
             add(await _probe_streamed_checksums(streamed_client, bucket, key))
         add(await _probe_conditional_write(client, bucket, probe, key))
+        add(await _probe_conditional_complete(client, bucket, probe, key))
     finally:
         await delete_quietly(client, bucket, probe)
     return findings
@@ -302,5 +303,46 @@ async def _probe_conditional_write(
             )  # fmt: skip
         return Finding("conditional_writes", _answer(exc), "If-None-Match gave an error", False)
     return Finding(
-        "conditional_writes", "ignored", "If-None-Match: * was ignored and overwrote", False
-    )
+        "conditional_writes", "ignored",
+        "If-None-Match: * was ignored and overwrote: --no-clobber rests on its HEAD alone "
+        "(racy)",
+        False,
+    )  # fmt: skip
+
+
+async def _probe_conditional_complete(
+    client: Any, bucket: str, existing: str, key: SSECustomerKey
+) -> Finding:
+    """CompleteMultipartUpload onto an existing object with If-None-Match: *, which servers
+    honour separately from PutObject's: `put --no-clobber` of a large file relies on it."""
+    upload = await client.create_multipart_upload(Bucket=bucket, Key=existing, **sse_params(key))
+    upload_id = upload["UploadId"]
+    try:
+        part = await client.upload_part(
+            Bucket=bucket, Key=existing, UploadId=upload_id, PartNumber=1, Body=b"x",
+            **sse_params(key),
+        )  # fmt: skip
+        await client.complete_multipart_upload(
+            Bucket=bucket, Key=existing, UploadId=upload_id, IfNoneMatch="*",
+            MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+            **sse_params(key),
+        )  # fmt: skip
+    except Exception as exc:
+        if status_of(exc) == 412:
+            return Finding(
+                "conditional_complete", "supported",
+                "CompleteMultipartUpload with If-None-Match: * refuses to overwrite", True,
+            )  # fmt: skip
+        return Finding(
+            "conditional_complete", _answer(exc),
+            "CompleteMultipartUpload with If-None-Match gave an error", False,
+        )  # fmt: skip
+    finally:
+        with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+            await client.abort_multipart_upload(Bucket=bucket, Key=existing, UploadId=upload_id)
+    return Finding(
+        "conditional_complete", "ignored",
+        "If-None-Match: * on CompleteMultipartUpload was ignored and overwrote: "
+        "--no-clobber of multipart uploads rests on its HEAD alone (racy)",
+        False,
+    )  # fmt: skip

@@ -25,9 +25,16 @@ from typing import Any
 
 import anyio
 
+from ssec_transfer.core.errors import ObjectExistsError
 from ssec_transfer.core.scheduler import Scheduler
 from ssec_transfer.s3.errors import BODY_ERRORS, translated
-from ssec_transfer.s3.requests import ObjectRef, abort_quietly
+from ssec_transfer.s3.requests import (
+    NO_CLOBBER,
+    ObjectRef,
+    abort_quietly,
+    object_exists,
+    refused_as_existing,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +59,12 @@ class MultipartUpload:
         """Record an acknowledged part (its ETag and checksum header, if one was sent)."""
         self.parts[number] = {"PartNumber": number, "ETag": etag, **checksum}
 
-    async def complete(self) -> tuple[str | None, str | None]:
-        """CompleteMultipartUpload with every recorded part; returns (ETag, VersionId)."""
+    async def complete(self, *, no_clobber: bool = False) -> tuple[str | None, str | None]:
+        """CompleteMultipartUpload with every recorded part; returns (ETag, VersionId).
+        `no_clobber` sends If-None-Match: *, and a 412 raises ObjectExistsError (the upload
+        is then aborted, `keep_on_failure` or not)."""
         obj = self.obj
+        condition = NO_CLOBBER if no_clobber else {}
         # The commit point: once sent, a stop signal must not leave its outcome unknown (the
         # server may complete after the client gave up). The timeouts bound the wait.
         with (
@@ -62,11 +72,17 @@ class MultipartUpload:
             translated(obj.context("CompleteMultipartUpload"), key_sent=True, writing=True),
         ):
             async with self.scheduler.request():
-                done = await self.client.complete_multipart_upload(
-                    UploadId=self.upload_id,
-                    MultipartUpload={"Parts": [self.parts[n] for n in sorted(self.parts)]},
-                    **obj.params(),
-                )
+                try:
+                    done = await self.client.complete_multipart_upload(
+                        UploadId=self.upload_id,
+                        MultipartUpload={"Parts": [self.parts[n] for n in sorted(self.parts)]},
+                        **condition,
+                        **obj.params(),
+                    )
+                except Exception as exc:
+                    if refused_as_existing(exc, condition):
+                        raise object_exists(obj, "CompleteMultipartUpload") from None
+                    raise
         self.completed = True
         etag, version_id = done.get("ETag") or None, done.get("VersionId")
         if etag is None:  # Ceph RGW answers CompleteMultipartUpload with an empty ETag
@@ -99,8 +115,9 @@ async def multipart_upload(
         yield upload
         if not upload.completed:
             raise RuntimeError("a multipart upload was left without complete()")
-    except BaseException:
-        if keep_on_failure:
+    except BaseException as exc:
+        # An object that exists (--no-clobber) will not stop existing: nothing to resume.
+        if keep_on_failure and not isinstance(exc, ObjectExistsError):
             raise
         with anyio.move_on_after(ABORT_TIMEOUT, shield=True):
             await abort_quietly(client, obj, upload_id)

@@ -28,6 +28,7 @@ from ssec_transfer.core.errors import (
     IntegrityError,
     NoSuchBucketError,
     NoSuchVersionError,
+    ObjectExistsError,
     TransferFailedError,
     UnexpectedKeyError,
 )
@@ -346,15 +347,40 @@ def check_echo(resp: dict[str, Any], sent: dict[str, str], ctx: ErrorContext) ->
             )
 
 
+# What a write sends to never replace an object (`--no-clobber`): PutObject and
+# CompleteMultipartUpload then fail with 412 where the key exists, on servers that honour it.
+NO_CLOBBER: dict[str, str] = {"IfNoneMatch": "*"}
+
+
+def object_exists(obj: ObjectRef, operation: str) -> ObjectExistsError:
+    """What `--no-clobber` reports for an object that exists: nothing was written."""
+    return ObjectExistsError(
+        "the object exists; --no-clobber leaves it untouched",
+        hint="remove --no-clobber to replace it, or choose another key",
+        context=obj.context(operation),
+    )
+
+
+def refused_as_existing(exc: BaseException, params: dict[str, Any]) -> bool:
+    """A 412 to a write that carried If-None-Match: * means the object exists (it appeared
+    since the HEAD, or a racing writer finished first)."""
+    return bool(params.get("IfNoneMatch")) and status_of(exc) == 412
+
+
 async def put_object(
     client: Any, obj: ObjectRef, body: Any, checksum: dict[str, str], extra: dict[str, Any]
 ) -> dict[str, Any]:
-    """One PutObject of `body` (with `extra` parameters such as ContentType)."""
+    """One PutObject of `body` (with `extra` parameters such as ContentType, or NO_CLOBBER)."""
     ctx = obj.context("PutObject")
     with translated(ctx, key_sent=obj.key_sent, writing=True):
-        resp: dict[str, Any] = await client.put_object(
-            Body=body, **checksum, **extra, **obj.params()
-        )
+        try:
+            resp: dict[str, Any] = await client.put_object(
+                Body=body, **checksum, **extra, **obj.params()
+            )
+        except Exception as exc:
+            if refused_as_existing(exc, extra):
+                raise object_exists(obj, "PutObject") from None
+            raise
     check_echo(resp, checksum, ctx)
     return resp
 

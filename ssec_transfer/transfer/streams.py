@@ -43,6 +43,7 @@ from ssec_transfer.keys.customer import SSECustomerKey
 from ssec_transfer.s3.bodies import PartBody
 from ssec_transfer.s3.multipart import MultipartUpload, multipart_upload
 from ssec_transfer.s3.requests import (
+    NO_CLOBBER,
     ObjectRef,
     RangeRead,
     checksum_params,
@@ -296,10 +297,11 @@ class _StreamUpload:
             data = b"".join(c.data for c in head)
             checksum = algorithm.of(data) if algorithm and data else None
             head.clear()
+        condition = NO_CLOBBER if self.options.no_clobber else {}
         async with self.scheduler.request():
             resp = await put_object(
                 self.client, self.target, PartBody(data), checksum_params(algorithm, checksum),
-                self.object_params(),
+                {**self.object_params(), **condition},
             )  # fmt: skip
         self.tracker.add(size)
         return resp.get("ETag"), resp.get("VersionId")
@@ -313,7 +315,7 @@ class _StreamUpload:
             self.client, self.scheduler, self.target, create_extra=create_extra
         ) as upload:
             await self._send_parts(upload, head)
-            etag, version_id = await upload.complete()
+            etag, version_id = await upload.complete(no_clobber=self.options.no_clobber)
         return etag, version_id, len(upload.parts)
 
     async def _send_parts(self, upload: MultipartUpload, head: list[_StreamPart]) -> None:

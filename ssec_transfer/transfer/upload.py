@@ -26,7 +26,13 @@ import anyio
 
 from ssec_transfer.core.checksums import ChecksumAlgorithm, ChecksumPolicy, encode
 from ssec_transfer.core.crc import combine_parts, crc32c, digest_text
-from ssec_transfer.core.errors import LocalIOError, SSECTransferError, UsageError, WrongKeyError
+from ssec_transfer.core.errors import (
+    LocalIOError,
+    ObjectExistsError,
+    SSECTransferError,
+    UsageError,
+    WrongKeyError,
+)
 from ssec_transfer.core.plan import MAX_SINGLE_PUT, Part, plan_parts, plan_upload
 from ssec_transfer.core.results import ProgressCallback, TransferResult
 from ssec_transfer.core.retry import RetryPolicy
@@ -37,7 +43,13 @@ from ssec_transfer.keys.seal import SourceFacts, sealed_metadata
 from ssec_transfer.s3.bodies import FILE_SLICE, FilePartBody, PartBody
 from ssec_transfer.s3.errors import error_code, status_of, translate
 from ssec_transfer.s3.multipart import MultipartUpload, multipart_upload
-from ssec_transfer.s3.requests import ObjectRef, checksum_params, put_object, upload_part
+from ssec_transfer.s3.requests import (
+    NO_CLOBBER,
+    ObjectRef,
+    checksum_params,
+    put_object,
+    upload_part,
+)
 from ssec_transfer.state.journal import Resumable, UploadEntry
 from ssec_transfer.transfer.attributes import ObjectAttributes
 
@@ -54,6 +66,9 @@ class UploadOptions:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     resumable: Resumable | None = None
     attributes: ObjectAttributes = field(default_factory=ObjectAttributes)
+    # Never replace an existing object: If-None-Match: * on PutObject and on
+    # CompleteMultipartUpload (the engine HEADs the key before the upload starts, too).
+    no_clobber: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +228,10 @@ class UploadJob:
             sealed=sealed_metadata(facts, target.sse, target.bucket, target.key),
         )
 
+    def put_params(self, crc: int) -> dict[str, Any]:
+        """A single PutObject's parameters: `object_params`, and the no-clobber condition."""
+        return {**self.object_params(crc), **(NO_CLOBBER if self.options.no_clobber else {})}
+
     async def run(self) -> _Written:
         options = self.options
         if self.size < options.multipart_threshold and self.size <= MAX_SINGLE_PUT:
@@ -256,7 +275,7 @@ class UploadJob:
             data, checksum, crc = await anyio.to_thread.run_sync(self._read_whole)
             async with self.scheduler.request():
                 resp = await put_object(
-                    self.client, self.target, PartBody(data), checksum, self.object_params(crc)
+                    self.client, self.target, PartBody(data), checksum, self.put_params(crc)
                 )  # fmt: skip
         if self.progress:
             self.progress(self.size, self.size)
@@ -300,9 +319,9 @@ class UploadJob:
                 # Before Complete, not after: a file rewritten mid-upload must not replace
                 # the object with a mix of old and new bytes.
                 await anyio.to_thread.run_sync(_check_unchanged, self.source, self.stat)
-                etag, version_id = await upload.complete()
-        except BaseException:
-            if keep:
+                etag, version_id = await upload.complete(no_clobber=self.options.no_clobber)
+        except BaseException as exc:
+            if keep and not isinstance(exc, ObjectExistsError):  # that one is aborted
                 log.warning(
                     "upload of s3://%s/%s interrupted; finished parts are kept; run the same "
                     "command with --resume to continue, or `ssec-transfer cleanup s3://%s/%s` "
