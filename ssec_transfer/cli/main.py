@@ -28,6 +28,7 @@ from ssec_transfer.cli import (
     copy_commands,
     key_commands,
     ls_command,
+    mv_command,
     rm_command,
     transfer_commands,
     watch_command,
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     copy_commands.register(command)  # cp, rotate
     ls_command.register(command)
     rm_command.register(command)
+    mv_command.register(command)
     watch_command.register(command)
     admin_commands.register(command)  # cleanup, doctor, server, bench, demo
     key_commands.register_ledger_and_keyring(sub, command)
@@ -77,6 +79,7 @@ HANDLERS: dict[str, Handler] = {
     **copy_commands.HANDLERS,
     **ls_command.HANDLERS,
     **rm_command.HANDLERS,
+    **mv_command.HANDLERS,
     **watch_command.HANDLERS,
     **admin_commands.HANDLERS,
 }
