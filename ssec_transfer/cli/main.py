@@ -31,6 +31,7 @@ from ssec_transfer.cli import (
     copy_commands,
     key_commands,
     ls_command,
+    mv_command,
     rm_command,
     sync_command,
     transfer_commands,
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     sync_command.register(command)
     ls_command.register(command)
     rm_command.register(command)
+    mv_command.register(command)
     watch_command.register(command)
     admin_commands.register(command)  # cleanup, doctor, server, bench, demo
     key_commands.register_ledger_and_keyring(sub, command)
@@ -85,6 +87,7 @@ HANDLERS: dict[str, Handler] = {
     **ls_command.HANDLERS,
     **rm_command.HANDLERS,
     **sync_command.HANDLERS,
+    **mv_command.HANDLERS,
     **watch_command.HANDLERS,
     **admin_commands.HANDLERS,
     **config_command.HANDLERS,

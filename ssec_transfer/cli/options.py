@@ -243,7 +243,8 @@ def add_dryrun(g: argparse.ArgumentParser | argparse._ArgumentGroup, what: str) 
         "--dry-run",
         dest="dryrun",
         action="store_true",
-        help=f"print what would be {what} (`(dryrun) upload: SRC to DEST`); send nothing",
+        help=f"print what would be {what}; send nothing (aws prints `(dryrun) upload: SRC "
+        "to DEST`)",
     )
 
 

@@ -19,7 +19,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ssec_transfer.cli import argtypes
 from ssec_transfer.cli import keyring as keyring_cli
@@ -44,7 +44,12 @@ from ssec_transfer.cli.options import (
     load_key,
 )
 from ssec_transfer.cli.output import print_json
-from ssec_transfer.core.errors import ObjectExistsError, UnexpectedKeyError, UsageError
+from ssec_transfer.core.errors import (
+    ObjectExistsError,
+    SSECTransferError,
+    UnexpectedKeyError,
+    UsageError,
+)
 from ssec_transfer.core.units import human_rate, human_size
 from ssec_transfer.s3.urls import parse_s3_url
 
@@ -411,17 +416,36 @@ async def _runner(
     )  # fmt: skip
 
 
+class Reported(Protocol):
+    """What the summary of a bulk run needs of an outcome: put/get's `bulk.JobOutcome`, or
+    mv's `move.MoveOutcome`."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def error(self) -> SSECTransferError | None: ...
+    @property
+    def result(self) -> TransferResult | None: ...
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+# mv: what runs after each job of a bulk run (verify, remove the source), making its outcome.
+Finish = Callable[["TransferEngine", "JobOutcome"], Awaitable[Reported]]
+
+
 @dataclass
 class _Tally:
     """What a bulk run did so far: counts, bytes moved and the failures to list at the end."""
 
     counts: dict[str, int] = field(default_factory=lambda: {"ok": 0, "skipped": 0, "failed": 0})
     moved: int = 0
-    failures: list[JobOutcome] = field(default_factory=list)
+    failures: list[Reported] = field(default_factory=list)
     reasons: dict[str, int] = field(default_factory=dict)  # failed sources, by why not sent
 
-    def add(self, outcome: JobOutcome) -> None:
-        self.counts[outcome.status] += 1
+    def add(self, outcome: Reported) -> None:
+        self.counts[outcome.status] = self.counts.get(outcome.status, 0) + 1
         if outcome.status == "failed":
             self.failures.append(outcome)
             if outcome.reason is not None:
@@ -431,10 +455,17 @@ class _Tally:
 
 
 async def _run_bulk(
-    args: argparse.Namespace, jobs: Jobs, cluster: DaskCluster | None, *, excluded: int = 0
+    args: argparse.Namespace,
+    jobs: Jobs,
+    cluster: DaskCluster | None,
+    *,
+    excluded: int = 0,
+    finish: Finish | None = None,
+    operation: str | None = None,
 ) -> int:
     """Run many transfers with one display; JSON lines per object and a summary line.
-    `excluded`: paths the plan left out on purpose, for the summary."""
+    `excluded`: paths the plan left out on purpose, for the summary. `finish` (mv) runs after
+    each job and its outcome is the one reported; `operation` names the run in the summary."""
     import anyio
 
     from ssec_transfer.cli.progress import BulkProgress
@@ -448,19 +479,28 @@ async def _run_bulk(
         display = BulkProgress(
             len(planned), sum(j.size or 0 for j in planned), enabled=progress_enabled(args)
         )
+
+        def record(outcome: Reported) -> None:
+            tally.add(outcome)
+            display.file_done(failed=outcome.status == "failed")
+            if args.json:
+                print_json(outcome.to_dict())
+
         try:
             runner = await _runner(args, engine, planned, cluster, display.add_bytes)
             async with runner as outcomes:
-                async for outcome in outcomes:
-                    tally.add(outcome)
-                    display.file_done(failed=outcome.status == "failed")
-                    if args.json:
-                        print_json(outcome.to_dict())
+                if finish is None:
+                    async for outcome in outcomes:
+                        record(outcome)
+                else:
+                    await _finish_each(args, engine, outcomes, finish, record)
         except anyio.get_cancelled_exc_class():
             # Stopped by a signal: what was done so far is still the user's to know.
             display.close()
             seconds = time.perf_counter() - started
-            _summarize(args, len(planned), tally, engine.scheduler.stats(), seconds)
+            _summarize(
+                args, len(planned), tally, engine.scheduler.stats(), seconds, operation=operation
+            )
             raise
         finally:
             display.close()
@@ -470,7 +510,38 @@ async def _run_bulk(
 
             stats = outcomes if isinstance(outcomes, DaskOutcomes) else stats
     seconds = time.perf_counter() - started
-    return _summarize(args, len(planned), tally, stats, seconds, excluded=excluded)
+    return _summarize(
+        args, len(planned), tally, stats, seconds, excluded=excluded, operation=operation
+    )
+
+
+async def _finish_each(
+    args: argparse.Namespace,
+    engine: TransferEngine,
+    outcomes: AsyncIterator[JobOutcome],
+    finish: Finish,
+    record: Callable[[Reported], None],
+) -> None:
+    """Run `finish` on each outcome as it comes, several at once (bounded like the files in
+    progress, so a slow finishing step holds the transfers back instead of piling up)."""
+    import anyio
+
+    slots = anyio.CapacityLimiter(args.max_files or 2 * engine.config.concurrency)
+    async with anyio.create_task_group() as finishing:
+
+        async def one(outcome: JobOutcome, token: object) -> None:
+            try:
+                done = await finish(engine, outcome)
+            finally:
+                slots.release_on_behalf_of(token)
+            record(done)
+            if args.fail_fast and done.status == "failed":
+                finishing.cancel_scope.cancel()
+
+        async for outcome in outcomes:
+            token = object()
+            await slots.acquire_on_behalf_of(token)
+            finishing.start_soon(one, outcome, token)
 
 
 def _dry_run(args: argparse.Namespace, planned: list[TransferJob], excluded: int) -> int:
@@ -503,6 +574,7 @@ def _summarize(
     seconds: float,
     *,
     excluded: int = 0,
+    operation: str | None = None,
 ) -> int:
     """The summary line (and JSON line) of a bulk run, then each failure; the exit code.
 
@@ -512,6 +584,7 @@ def _summarize(
     not_run = files - sum(counts.values())
     summary = {
         "summary": True,
+        **({"operation": operation} if operation else {}),
         "files": files,
         **counts,
         "not_run": not_run,
@@ -527,7 +600,8 @@ def _summarize(
         print_json(summary)
     why = ", ".join(f"{n} {r.replace('-', ' ')}" for r, n in sorted(tally.reasons.items()))
     print(
-        f"{counts['ok']} transferred, {counts['skipped']} skipped, {counts['failed']} failed"
+        f"{counts['ok']} {'moved' if operation == 'move' else 'transferred'}, "
+        f"{counts['skipped']} skipped, {counts['failed']} failed"
         + (f" ({why})" if why else "")
         + (f", {not_run} not run" if not_run else "")
         + (f", {excluded} excluded" if excluded else "")
@@ -535,7 +609,7 @@ def _summarize(
         file=sys.stderr,
     )
     for outcome in tally.failures:
-        print(f"failed: {outcome.job.source}: {outcome.error}", file=sys.stderr)
+        print(f"failed: {outcome.to_dict()['source']}: {outcome.error}", file=sys.stderr)
     return 0 if not tally.failures and not not_run else 1
 
 

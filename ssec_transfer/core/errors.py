@@ -184,3 +184,8 @@ class IntegrityError(TransferFailedError):
 
 class LocalIOError(TransferFailedError):
     """Reading the source or writing the destination failed on this machine."""
+
+
+class SourceKeptError(TransferFailedError):
+    """`mv`: the new copy exists (verified, or at least written) but the source was not
+    removed; both copies exist now, nothing is lost."""
