@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Self, TypeVar
 import anyio
 import botocore.exceptions as bx
 
+from ssec_transfer.core.bandwidth import TokenBucket
 from ssec_transfer.core.checksums import ChecksumPolicy
 from ssec_transfer.core.config import TransferConfig as TransferConfig
 from ssec_transfer.core.errors import (
@@ -110,6 +111,7 @@ class TransferEngine:
         resume: bool = False,
         attributes: ObjectAttributes | None = None,
         no_clobber: bool = False,
+        bandwidth: TokenBucket | None = None,
     ) -> None:
         base = settings or ConnectionSettings()
         self.settings = replace(
@@ -121,6 +123,11 @@ class TransferEngine:
         )
         self.config = config or TransferConfig()
         self.config.validate()
+        # `config.bwlimit` as one token bucket that every payload byte of this engine, up or
+        # down, is charged to; `bandwidth` shares one with other engines (a Dask worker's).
+        self.bandwidth = bandwidth
+        if bandwidth is None and self.config.bwlimit is not None:
+            self.bandwidth = TokenBucket(self.config.bwlimit)
         # Every successful transfer is recorded (never the key): which key protects which
         # object. None turns that off (`--no-ledger`).
         self._ledger_choice = ledger
@@ -160,7 +167,10 @@ class TransferEngine:
         stack = AsyncExitStack()
         try:
             self._client = await open_client(
-                stack, self.settings, pool_size=self.config.concurrency + 2
+                stack,
+                self.settings,
+                pool_size=self.config.concurrency + 2,
+                bandwidth=self.bandwidth,
             )
         except (bx.BotoCoreError, bx.ClientError) as exc:
             await stack.aclose()

@@ -94,6 +94,7 @@ from ssec_transfer.apps.distributed_cluster import DaskClusterError as DaskClust
 from ssec_transfer.apps.distributed_cluster import Session
 from ssec_transfer.apps.distributed_worker import BatchSpec, WireJob, import_distributed
 from ssec_transfer.apps.distributed_worker import KeySource as KeySource
+from ssec_transfer.core.config import TransferConfig
 from ssec_transfer.core.errors import ErrorContext, SSECTransferError, UsageError
 from ssec_transfer.core.plan import MiB
 from ssec_transfer.core.results import TransferResult
@@ -373,6 +374,7 @@ def _batch_specs(
     )  # fmt: skip
     run_id = uuid.uuid4().hex[:12]
     settings = replace(engine.settings, endpoint_url=engine.endpoint_url)
+    config = worker_config(engine.config, cluster)
     return [
         BatchSpec(
             task_key=f"ssec-transfer-{run_id}-batch-{b}",
@@ -381,7 +383,7 @@ def _batch_specs(
             batch=b,
             jobs=tuple(wire[i] for i in group),
             settings=settings,
-            config=engine.config,
+            config=config,
             skip_existing=skip_existing,
             fail_fast=fail_fast,
             resume=engine.resume,
@@ -391,6 +393,16 @@ def _batch_specs(
         )
         for b, group in enumerate(groups)
     ]
+
+
+def worker_config(config: TransferConfig, cluster: DaskCluster) -> TransferConfig:
+    """The engine settings each worker process runs with. `--bwlimit` is per process; the N
+    processes of `--dask-local N` all share this machine's link, so each gets RATE/N (whole
+    bytes/s). Workers of a cluster at an address may sit on machines of their own, and come
+    and go: there the limit stays per worker process (the cluster may move workers x RATE)."""
+    if config.bwlimit is None or not cluster.local_workers:
+        return config
+    return replace(config, bwlimit=max(1, config.bwlimit // cluster.local_workers))
 
 
 class _Pump:

@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import tempfile
+import threading
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ import anyio.to_thread
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ssec_transfer.apps.bulk import JobOutcome, TransferJob, run_jobs
+from ssec_transfer.core.bandwidth import TokenBucket
 from ssec_transfer.core.errors import KeyFileError, SSECTransferError, UsageError
 from ssec_transfer.engine import TransferConfig, TransferEngine
 from ssec_transfer.keys.customer import SSECustomerKey
@@ -319,6 +321,23 @@ async def _outcome_dict(index: int, outcome: JobOutcome) -> dict[str, Any]:
     return data
 
 
+_buckets: dict[int, TokenBucket] = {}
+_buckets_lock = threading.Lock()
+
+
+def process_bucket(config: TransferConfig) -> TokenBucket | None:
+    """This worker process's bandwidth limit: one bucket for every batch it runs, whether one
+    after another or side by side in several threads (each with its own event loop and
+    engine), so `--bwlimit` holds per process as it does in a local run."""
+    if config.bwlimit is None:
+        return None
+    with _buckets_lock:
+        bucket = _buckets.get(config.bwlimit)
+        if bucket is None:
+            bucket = _buckets[config.bwlimit] = TokenBucket(config.bwlimit)
+        return bucket
+
+
 async def _run_batch_async(
     spec: BatchSpec, todo: list[WireJob], resume: bool, channel: _Channel, where: str
 ) -> tuple[list[dict[str, Any]], tuple[int, int]]:
@@ -342,7 +361,7 @@ async def _run_batch_async(
                 async with TransferEngine(
                     settings=spec.settings, config=spec.config, ledger=ledger,
                     journal="default", resume=resume, attributes=spec.attributes,
-                    no_clobber=spec.no_clobber,
+                    no_clobber=spec.no_clobber, bandwidth=process_bucket(spec.config),
                 ) as engine:  # fmt: skip
                     async with run_jobs(
                         engine, jobs, fail_fast=spec.fail_fast,

@@ -1,4 +1,4 @@
-"""argparse value types shared by every command: sizes, counts, durations, choices.
+"""argparse value types shared by every command: sizes, rates, counts, durations, choices.
 
 Each turns a bad value into argparse's own error (exit 2, usage printed) with a message
 that says what was expected.
@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ssec_transfer.core.units import parse_size
+from ssec_transfer.core.units import parse_rate, parse_size
 
 if TYPE_CHECKING:
     from ssec_transfer.apps.watch_config import OnSuccess
@@ -112,3 +112,19 @@ def storage_class(text: str) -> str:
             f"{text!r} is not a storage class name (e.g. STANDARD_IA, GLACIER_IR)"
         )
     return text
+
+
+def rate(text: str) -> int | None:
+    """--bwlimit: bytes per second (10MiB, 50M, 100Mbit), or None for 0/off (no limit)."""
+    from ssec_transfer.core.bandwidth import MIN_RATE
+
+    try:
+        value = parse_rate(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value is not None and value < MIN_RATE:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is below the lowest limit, 1KiB/s: connections that idle that long "
+            "are dropped by servers (give 0 or off for no limit)"
+        )
+    return value

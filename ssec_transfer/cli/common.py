@@ -96,6 +96,7 @@ def transfer_config(args: argparse.Namespace) -> TransferConfig:
         multipart_threshold=args.multipart_threshold,
         max_memory=args.max_memory,
         checksum=args.checksum,
+        bwlimit=getattr(args, "bwlimit", None),
     )
 
 

@@ -56,6 +56,7 @@ KEYS: tuple[str, ...] = (
     "multipart_threshold",
     "max_memory",
     "checksum",
+    "bwlimit",
     # add_bulk (and the ledger/keyring commands' --ledger)
     "max_files",
     "ledger",

@@ -382,6 +382,17 @@ def add_tuning(p: argparse.ArgumentParser) -> None:
         default=d.max_memory,
         help="budget for part buffers in flight (default 64MiB), whatever the file size",
     )
+    g.add_argument(
+        "--bwlimit",
+        type=argtypes.rate,
+        metavar="RATE",
+        default=None,
+        help="at most RATE payload bytes per second, uploads and downloads together, for "
+        "the whole run: 10MiB, 50M (M is 1000**2, MiB 1024**2), 1.5GiB, or bits: 100Mbit; "
+        "0 or off: no limit (default). Headers are not counted. One limit per process: "
+        "with --dask each worker process applies RATE (the cluster moves up to workers x "
+        "RATE); --dask-local N gives each of its N processes RATE/N",
+    )
 
 
 # What AWS S3 knows; other servers take their own names (Ceph: its placement targets' classes).

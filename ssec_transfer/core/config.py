@@ -20,6 +20,9 @@ class TransferConfig:
     multipart_threshold: int = 8 * MiB  # below this, one PutObject / one GetObject
     max_memory: int = 64 * MiB  # budget for part buffers in flight, whatever the file size
     checksum: str = "auto"  # see ssec_transfer.core.checksums: auto, crc32c, crc32, sha256, none
+    # Payload bytes per second, up and down together, for the whole engine (one token
+    # bucket, `core.bandwidth`); None: no limit. Each Dask worker process applies its own.
+    bwlimit: int | None = None
 
     def validate(self) -> None:
         if self.concurrency < 1:
@@ -30,6 +33,11 @@ class TransferConfig:
             raise UsageError("the multipart threshold must be at least 1 byte")
         if self.max_memory < 1 * MiB:
             raise UsageError("the memory budget must be at least 1 MiB")
+        if self.bwlimit is not None and self.bwlimit < 1:
+            raise UsageError(
+                f"bandwidth limit {self.bwlimit} is not a positive number of bytes/s",
+                hint="give bytes per second, or None for no limit",
+            )
         if self.checksum not in MODES:
             raise UsageError(
                 f"unknown checksum {self.checksum!r}", hint=f"choose one of {', '.join(MODES)}"

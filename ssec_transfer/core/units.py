@@ -36,6 +36,36 @@ def parse_size(text: str) -> int:
     return int(value)
 
 
+# Link speeds are often written in bits: 100Mbit, 1Gbps (decimal, 8 bits a byte).
+_BIT_UNITS = {
+    f"{prefix}{suffix}": scale / 8
+    for prefix, scale in (("", 1), ("k", 1000), ("m", 1000**2), ("g", 1000**3))
+    for suffix in ("bit", "bps")
+}
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*(/\s*s)?\s*$", re.IGNORECASE)
+
+
+def parse_rate(text: str) -> int | None:
+    """A rate in bytes per second, as `--bwlimit` takes it: a size per second (`10MiB`,
+    `50M`, `1.5GiB`, optionally with `/s`) or bits per second (`100Mbit`, `1Gbps`); None for
+    no limit (`0`, `off`,
+    `none`). Units as in `parse_size`: M is 1000**2, MiB 1024**2."""
+    if text.strip().lower() in ("off", "none"):
+        return None
+    match = _RATE.match(text)
+    unit = match.group(2).lower() if match else None
+    if not match or (unit not in _UNITS and unit not in _BIT_UNITS):
+        raise ValueError(
+            f"invalid rate {text!r}: use bytes per second with a unit such as 10MiB, 50M, "
+            "1.5GiB, or bits such as 100Mbit; 0 or off for no limit"
+        )
+    scale = _UNITS[unit] if unit in _UNITS else _BIT_UNITS[unit]
+    number = float(match.group(1))
+    if number == 0:
+        return None  # `0`, `0MiB`: no limit
+    return max(1, round(number * scale))
+
+
 def _scaled(n: float) -> tuple[float, str]:
     """`n` bytes in the largest binary unit (up to TiB) that keeps the figure below 1024."""
     for unit in ("B", "KiB", "MiB", "GiB"):

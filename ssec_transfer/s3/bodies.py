@@ -12,7 +12,8 @@ flight per connection stays about one slice.
 
 Each body is written under `s3.timeouts.bounded_body`: a server that stops taking data fails
 the attempt after the read timeout (aiohttp itself has no write timeout), and every slice
-taken counts as progress of its request.
+taken counts as progress of its request. Under a bandwidth limit (`--bwlimit`) each slice is
+written in the limit's chunks, each charged to it first (`s3.bandwidth`).
 
 aiohttp finds the payloads through its global registry once `register_payloads()` has run,
 which `s3.client.open_client` does.
@@ -29,6 +30,8 @@ import anyio
 from aiohttp import payload
 from aiohttp.abc import AbstractStreamWriter
 
+from ssec_transfer.core.bandwidth import TokenBucket
+from ssec_transfer.s3.bandwidth import write_charged
 from ssec_transfer.s3.timeouts import bounded_body
 
 SLICE = 256 * 1024
@@ -37,6 +40,10 @@ FILE_SLICE = 512 * 1024  # memory per request in flight vs thread hand-offs per 
 
 class _SeekableBody(io.RawIOBase):
     """A read-only body of `len(self)` bytes with a position botocore can rewind."""
+
+    # The bandwidth limit its bytes are charged to as they are written (`s3.bandwidth`), set
+    # by the client that sends it (`s3.client.S3Client`); None: no limit.
+    bandwidth: TokenBucket | None = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -103,7 +110,11 @@ class PartPayload(payload.Payload):
         base = self._value.tell()  # bytes taken are counted from the start of the body
         if content_length is not None:
             view = view[:content_length]
+        bucket = self._value.bandwidth
         with bounded_body() as taken:
+            if bucket is not None:  # in the limit's chunks, which are at most a slice
+                await write_charged(writer, view, bucket, taken, base)
+                return
             for start in range(0, len(view), SLICE):
                 await writer.write(view[start : start + SLICE])
                 taken(base + min(start + SLICE, len(view)))
@@ -162,7 +173,10 @@ class FilePartPayload(payload.Payload):
                 size = min(FILE_SLICE, end - position)
                 data = await anyio.to_thread.run_sync(body.read_slice, position, size)
                 taken(position)  # nothing new taken; a slow disk is not the server's silence
-                await writer.write(data)
+                if body.bandwidth is not None:
+                    await write_charged(writer, data, body.bandwidth, taken, position)
+                else:
+                    await writer.write(data)
                 position += size
                 taken(position)
 

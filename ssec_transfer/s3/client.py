@@ -15,10 +15,12 @@ from urllib.parse import urlsplit
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 
+from ssec_transfer.core.bandwidth import TokenBucket
 from ssec_transfer.core.errors import InsecureEndpointError, UsageError
 from ssec_transfer.core.retry import CONNECT_TIMEOUT, READ_TIMEOUT, REQUEST_TIMEOUT
 from ssec_transfer.s3 import timeouts
-from ssec_transfer.s3.bodies import register_payloads
+from ssec_transfer.s3.bandwidth import ChargedBody
+from ssec_transfer.s3.bodies import FilePartBody, PartBody, register_payloads
 from ssec_transfer.s3.dataplane import DataPlane
 
 _SSEC_HEADER_PREFIXES = (
@@ -105,17 +107,25 @@ class S3Client:
     """The aiobotocore client, whose data requests take the data plane: the same methods,
     arguments, answers and exceptions, for about half the client CPU per request. Whatever
     the data plane does not take (see `DataPlane.call`) and every other operation are
-    aiobotocore's own, reached through this object as through the client itself."""
+    aiobotocore's own, reached through this object as through the client itself.
 
-    def __init__(self, client: Any, plane: DataPlane) -> None:
+    Every payload byte of the client passes here, whichever path sends it, so this is where
+    a bandwidth limit is attached: to each request body and each GetObject body
+    (`s3.bandwidth`)."""
+
+    def __init__(self, client: Any, plane: DataPlane, bandwidth: TokenBucket | None = None) -> None:
         self._client = client
         self._plane = plane
+        self._bandwidth = bandwidth
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
 
     async def get_object(self, **params: Any) -> Any:
-        return await self._send("GetObject", self._client.get_object, params)
+        answer = await self._send("GetObject", self._client.get_object, params)
+        if self._bandwidth is not None:
+            answer["Body"] = ChargedBody(answer["Body"], self._bandwidth)
+        return answer
 
     async def put_object(self, **params: Any) -> Any:
         return await self._send("PutObject", self._client.put_object, params)
@@ -126,6 +136,12 @@ class S3Client:
     async def _send(
         self, operation: str, botocore_call: Callable[..., Awaitable[Any]], params: dict[str, Any]
     ) -> Any:
+        if self._bandwidth is not None:
+            body = params.get("Body")
+            if isinstance(body, PartBody | FilePartBody):
+                body.bandwidth = self._bandwidth  # charged as its payload writes it
+            elif isinstance(body, bytes | bytearray):  # a probe's few bytes: charged at once
+                await self._bandwidth.consume(len(body))
         answer = await self._plane.call(operation, params)
         if answer is None:
             answer = await botocore_call(**params)
@@ -138,12 +154,14 @@ async def open_client(
     *,
     pool_size: int,
     botocore_checksums: bool = False,
+    bandwidth: TokenBucket | None = None,
 ) -> Any:
     """Create an S3 client whose lifetime is bound to `stack`. Opens no connection yet.
 
     Registers the sliced part payloads with aiohttp first: every request body of ours goes
     through a client made here, so this is where they must be known. With
-    `botocore_checksums=True` every request is botocore's (the doctor probes its checksums)."""
+    `botocore_checksums=True` every request is botocore's (the doctor probes its checksums).
+    `bandwidth`: the limit every payload byte of its data requests is charged to."""
     if settings.endpoint_url:
         _check_endpoint_url(settings.endpoint_url)
     register_payloads()
@@ -166,4 +184,5 @@ async def open_client(
     timeouts.install(client, request_timeout=settings.request_timeout)
     if botocore_checksums:
         return client
-    return S3Client(client, DataPlane(client, request_timeout=settings.request_timeout))
+    plane = DataPlane(client, request_timeout=settings.request_timeout)
+    return S3Client(client, plane, bandwidth)

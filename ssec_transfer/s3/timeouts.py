@@ -26,6 +26,7 @@ HTTP answer (503 SlowDown, 500) at INFO. Nothing here sees or logs a request's h
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -63,8 +64,34 @@ class WriteStalled(TimeoutError):
     ReadTimeoutError and retries like any other."""
 
 
+class BodyWatch:
+    """What `bounded_body` yields: call it with the bytes written so far after each slice."""
+
+    __slots__ = ("_before", "_clock", "_scope", "_timeout")
+
+    def __init__(self, scope: anyio.CancelScope, timeout: float | None) -> None:
+        self._scope = scope
+        self._timeout = timeout
+        self._clock = current_progress()
+        self._before = time.monotonic()
+
+    def __call__(self, upto: int) -> None:
+        if self._timeout is not None:
+            self._scope.deadline = anyio.current_time() + self._timeout
+        if self._clock is not None:
+            now = time.monotonic()
+            self._clock.sent(upto, now - self._before)
+            self._before = now
+
+    def hold(self) -> None:
+        """A wait of our own begins (the bandwidth limit): the server is not expected to take
+        anything until the next call, which re-arms the timer and does not count the wait as
+        the server's silence."""
+        self._scope.deadline = math.inf
+
+
 @contextmanager
-def bounded_body() -> Iterator[Callable[[int], None]]:
+def bounded_body() -> Iterator[BodyWatch]:
     """Around the writing of one request body, slice by slice: call what it yields with the
     number of bytes written so far after each slice (and after any wait of our own, such as
     reading the next slice from disk). Each slice must be taken within the read timeout of the
@@ -72,21 +99,9 @@ def bounded_body() -> Iterator[Callable[[int], None]]:
     request's clock (`ProgressClock.sent`). One timer re-armed per slice (about 2 us), not one
     per write: a GiB is thousands of slices."""
     timeout = _WRITE_TIMEOUT.get()
-    clock = current_progress()
-    before = time.monotonic()
     try:
         with anyio.fail_after(timeout) as scope:
-
-            def taken(upto: int) -> None:
-                nonlocal before
-                if timeout is not None:
-                    scope.deadline = anyio.current_time() + timeout
-                if clock is not None:
-                    now = time.monotonic()
-                    clock.sent(upto, now - before)
-                    before = now
-
-            yield taken
+            yield BodyWatch(scope, timeout)
     except TimeoutError:
         raise WriteStalled(f"the server took no data for {timeout:g} s") from None
 

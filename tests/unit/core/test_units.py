@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ssec_transfer.core.units import human_rate, human_size, parse_size
+from ssec_transfer.core.units import human_rate, human_size, parse_rate, parse_size
 
 _SHOWN = re.compile(r"^(\d+(?:\.\d)?) (B|KiB|MiB|GiB|TiB)$")
 _FACTOR = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4}
@@ -50,3 +50,30 @@ def test_rates_name_their_unit_and_never_round_a_small_file_to_zero() -> None:
 
 def test_shown_sizes_parse_back() -> None:
     assert parse_size(human_size(150 * 1024**2).replace(" ", "")) == 150 * 1024**2
+
+
+@pytest.mark.parametrize(
+    ("text", "rate"),
+    [
+        ("10MiB", 10 * 1024**2),
+        ("10MiB/s", 10 * 1024**2),
+        ("50M", 50_000_000),
+        ("1.5GiB", 3 * 1024**3 // 2),
+        ("64k", 64_000),
+        ("100Mbit", 12_500_000),
+        ("1Gbps", 125_000_000),
+        ("2 MiB / s", 2 * 1024**2),
+        ("0", None),
+        ("0MiB", None),
+        ("off", None),
+        ("OFF", None),
+    ],
+)
+def test_rates_read_as_rclone_and_aws_users_write_them(text: str, rate: int | None) -> None:
+    assert parse_rate(text) == rate
+
+
+@pytest.mark.parametrize("text", ["", "fast", "-1MiB", "10MiB/h", "1.5x", "10 MiB per s"])
+def test_a_bad_rate_says_what_is_expected(text: str) -> None:
+    with pytest.raises(ValueError, match=r"10MiB, 50M, 1\.5GiB, or bits such as 100Mbit"):
+        parse_rate(text)
