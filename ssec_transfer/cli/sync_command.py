@@ -112,6 +112,23 @@ def _side(text: str, key: SSECustomerKey | None) -> Side:
     return Folder(Path(text))
 
 
+def _refuse_overlap(source: Side, dest: Side) -> None:
+    """S3 to S3 within one bucket: prefixes inside each other would copy copies, and with
+    --delete remove what the same run copies."""
+    from ssec_transfer.apps.remove import folder_prefix
+    from ssec_transfer.apps.sync_run import Prefix
+
+    if not (isinstance(source, Prefix) and isinstance(dest, Prefix)):
+        return
+    a, b = folder_prefix(source.prefix), folder_prefix(dest.prefix)
+    if source.bucket == dest.bucket and (a.startswith(b) or b.startswith(a)):
+        what = "is SRC itself" if a == b else "overlaps SRC (one prefix is inside the other)"
+        raise UsageError(
+            f"DEST s3://{dest.bucket}/{b} {what}: the sync would copy its own copies",
+            hint="choose a DEST prefix outside SRC (and SRC outside DEST)",
+        )
+
+
 def _line(outcome: JobOutcome) -> str:
     """aws's per-file line: `upload: a.nc to s3://b/a.nc` (with `(dryrun)` before it)."""
     job = outcome.job
@@ -159,6 +176,7 @@ async def cmd_sync(args: argparse.Namespace) -> int:
         checksum=args.compare_checksums,
         follow_symlinks=args.follow_symlinks,
     )
+    _refuse_overlap(spec.source, spec.dest)
     if isinstance(spec.source, Folder) and not spec.source.path.is_dir():
         raise UsageError(f"{args.source} is not a folder", hint="sync works on folders; use put")
     started = time.perf_counter()

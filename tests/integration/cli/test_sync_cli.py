@@ -305,3 +305,14 @@ def test_usage_errors(tmp_path: Path, key_file: KeyFile, server_env: dict[str, s
                    env=server_env)  # fmt: skip
     assert done.returncode == 2
     assert "not a folder" in done.stderr
+
+
+@pytest.mark.parametrize(("src", "dst"), [("a/", "a/"), ("a/", "a/sub/"), ("a/sub", "a")])
+def test_overlapping_prefixes_in_one_bucket_are_refused(
+    src: str, dst: str, key_file: KeyFile, server_env: dict[str, str]
+) -> None:
+    key_path, _ = key_file
+    done = run_cli("sync", f"s3://b/{src}", f"s3://b/{dst}", "--key-file", key_path,
+                   env=server_env)  # fmt: skip
+    assert done.returncode == 2
+    assert "the sync would copy its own copies" in done.stderr
