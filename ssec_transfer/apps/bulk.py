@@ -38,6 +38,7 @@ from ssec_transfer.core.errors import (
     SSECTransferError,
     UsageError,
 )
+from ssec_transfer.core.report import object_record
 from ssec_transfer.core.results import TransferResult
 from ssec_transfer.keys.customer import SSECustomerKey
 
@@ -79,21 +80,24 @@ class JobOutcome:
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        r = self.result
-        return {
-            "source": self.job.source,
-            "destination": self.job.destination,
-            "status": self.status,
-            "version_id": r.version_id if r else None,
-            "size": r.size if r else self.job.size,
-            "etag": r.etag if r else None,
-            "key_fingerprint": r.key_fingerprint if r else None,
-            "checksum": r.checksum if r else None,
-            "seconds": round(self.seconds, 4),
-            "error": str(self.error) if self.error else None,
-            "exit_code": self.error.exit_code if self.error else 0,
-            "reason": self.reason,
-        }
+        """The JSON line (`core.report.object_record`)."""
+        job, r = self.job, self.result
+        return object_record(
+            job.operation,
+            self.status,
+            source=job.source,
+            destination=job.destination,
+            bucket=job.bucket,
+            key=printable(job.key),
+            path=printable(job.path),
+            size=r.size if r else job.size,
+            seconds=self.seconds,
+            result=r,
+            version_id=r.version_id if r else job.version_id,
+            reason=self.reason,
+            error=self.error,
+            extra={"resumed_parts": r.resumed_parts if r else 0},
+        )
 
     @property
     def reason(self) -> str | None:

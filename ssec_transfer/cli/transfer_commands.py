@@ -42,7 +42,7 @@ from ssec_transfer.cli.options import (
     add_tuning,
     load_key,
 )
-from ssec_transfer.cli.output import print_json
+from ssec_transfer.cli.output import print_json, shows_successes
 from ssec_transfer.core.errors import UnexpectedKeyError, UsageError
 from ssec_transfer.core.units import human_rate, human_size
 from ssec_transfer.s3.urls import parse_s3_url
@@ -169,11 +169,12 @@ async def _transfer_one(
 ) -> int:
     """Run one transfer under a progress bar and report it."""
     from ssec_transfer.cli.progress import ProgressBar
+    from ssec_transfer.core.report import result_record
 
     with ProgressBar(label, enabled=progress_enabled(args)) as bar:
         async with engine_for(args) as engine:
             result = await work(engine, bar)
-    report(args, result.to_dict(), summary(result))
+    report(args, result_record(result), summary(result))
     return 0
 
 
@@ -459,23 +460,30 @@ def _summarize(
 
     Sources that could not be sent are failures (exit 1), broken down by reason; paths left
     out on purpose (--exclude, --no-follow-symlinks) are only counted, as "excluded"."""
+    from ssec_transfer.core.report import mib_per_s, summary_record
+
     counts, moved = tally.counts, tally.moved
     not_run = files - sum(counts.values())
-    summary = {
-        "summary": True,
-        "files": files,
-        **counts,
-        "not_run": not_run,
-        "excluded": excluded,
-        "reasons": dict(sorted(tally.reasons.items())),
-        "bytes": moved,
-        "seconds": round(seconds, 3),
-        "mib_per_s": round(moved / 1048576 / seconds, 2) if seconds > 0 else 0.0,
-        "peak_requests_in_flight": stats.peak_requests_in_flight,
-        "peak_bytes_reserved": stats.peak_bytes_reserved,
-    }
+    code = 0 if not tally.failures and not not_run else 1
     if args.json:
-        print_json(summary)
+        print_json(
+            summary_record(
+                args.command,
+                files=files,
+                **counts,
+                not_run=not_run,
+                excluded=excluded,
+                reasons=dict(sorted(tally.reasons.items())),
+                bytes=moved,
+                seconds=round(seconds, 3),
+                mib_per_s=mib_per_s(moved, seconds) or 0.0,
+                peak_requests_in_flight=stats.peak_requests_in_flight,
+                peak_bytes_reserved=stats.peak_bytes_reserved,
+                exit_code=code,
+            )
+        )
+    if code == 0 and not shows_successes(args):
+        return code
     why = ", ".join(f"{n} {r.replace('-', ' ')}" for r, n in sorted(tally.reasons.items()))
     print(
         f"{counts['ok']} transferred, {counts['skipped']} skipped, {counts['failed']} failed"
@@ -487,7 +495,7 @@ def _summarize(
     )
     for outcome in tally.failures:
         print(f"failed: {outcome.job.source}: {outcome.error}", file=sys.stderr)
-    return 0 if not tally.failures and not not_run else 1
+    return code
 
 
 HANDLERS: dict[str, Handler] = {"put": cmd_put, "get": cmd_get, "head": cmd_head}
