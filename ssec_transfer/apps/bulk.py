@@ -39,6 +39,7 @@ from ssec_transfer.core.errors import (
     SSECTransferError,
     UsageError,
 )
+from ssec_transfer.core.report import object_record
 from ssec_transfer.core.results import TransferResult
 from ssec_transfer.keys.customer import SSECustomerKey
 
@@ -60,6 +61,11 @@ class TransferJob:
     source_bucket: str = ""
     source_key: str = ""
     source_sse_key: SSECustomerKey | None = None
+
+    @property
+    def local(self) -> bool:
+        """Whether `path` names a local file (a copy's and an object deletion's do not)."""
+        return self.operation in ("upload", "download") or not self.bucket
 
     @property
     def source(self) -> str:
@@ -94,22 +100,24 @@ class JobOutcome:
     why: str | None = None  # `sync`'s verdict: why it was sent, skipped or deleted
 
     def to_dict(self) -> dict[str, Any]:
-        r = self.result
-        return {
-            "operation": self.job.operation,
-            "source": self.job.source,
-            "destination": self.job.destination,
-            "status": self.status,
-            "version_id": r.version_id if r else None,
-            "size": r.size if r else self.job.size,
-            "etag": r.etag if r else None,
-            "key_fingerprint": r.key_fingerprint if r else None,
-            "checksum": r.checksum if r else None,
-            "seconds": round(self.seconds, 4),
-            "error": str(self.error) if self.error else None,
-            "exit_code": self.error.exit_code if self.error else 0,
-            "reason": self.reason,
-        }
+        """The JSON line (`core.report.object_record`)."""
+        job, r = self.job, self.result
+        return object_record(
+            job.operation,
+            self.status,
+            source=job.source,
+            destination=job.destination,
+            bucket=job.bucket or None,
+            key=printable(job.key) if job.key else None,
+            path=printable(job.path) if job.local else None,
+            size=r.size if r else job.size,
+            seconds=self.seconds,
+            result=r,
+            version_id=r.version_id if r else job.version_id,
+            reason=self.reason,
+            error=self.error,
+            extra={"resumed_parts": r.resumed_parts if r else 0},
+        )
 
     @property
     def reason(self) -> str | None:

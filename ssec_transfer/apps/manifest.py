@@ -73,9 +73,11 @@ class ManifestError(UsageError):
         self.problems = tuple(sorted(problems))
         super().__init__(_describe(name, self.problems), hint=shapes_hint(operation))
 
+    def details(self) -> dict[str, object]:
+        return {"problems": [{"line": line, "message": text} for line, text in self.problems]}
+
     def to_dict(self) -> dict[str, object]:
-        problems = [{"line": line, "message": message} for line, message in self.problems]
-        return {**super().to_dict(), "problems": problems}
+        return {**super().to_dict(), **self.details()}
 
 
 def shapes_hint(operation: Operation) -> str:

@@ -80,26 +80,19 @@ class MoveOutcome:
     source_removed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON line: the bulk line's fields (`bulk.JobOutcome.to_dict`) plus `operation`,
+        """The JSON line (`core.report.object_record`), operation "move", plus
         `source_version_id` and `source_removed`. Built here only."""
-        r = self.result
-        return {
-            "operation": "move",
-            "source": self.source,
-            "destination": self.destination,
-            "status": self.status,
-            "version_id": r.version_id if r else None,
-            "size": r.size if r else self.size,
-            "etag": r.etag if r else None,
-            "key_fingerprint": r.key_fingerprint if r else None,
-            "checksum": r.checksum if r else None,
-            "seconds": round(self.seconds, 4),
-            "error": str(self.error) if self.error else None,
-            "exit_code": self.error.exit_code if self.error else 0,
-            "reason": self.reason,
-            "source_version_id": self.source_version_id,
-            "source_removed": self.source_removed,
-        }
+        from ssec_transfer.core.report import object_record
+
+        return object_record(
+            "move", self.status, source=self.source, destination=self.destination,
+            size=self.size if self.result is None else None, seconds=self.seconds,
+            result=self.result, reason=self.reason, error=self.error,
+            extra={
+                "source_version_id": self.source_version_id,
+                "source_removed": self.source_removed,
+            },
+        )  # fmt: skip
 
     @classmethod
     def of_job(cls, outcome: JobOutcome) -> MoveOutcome:

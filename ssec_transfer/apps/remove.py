@@ -29,6 +29,7 @@ from ssec_transfer.core.errors import (
     SSECTransferError,
     TransferFailedError,
 )
+from ssec_transfer.core.report import object_record
 from ssec_transfer.core.scheduler import Scheduler
 from ssec_transfer.core.taskgroups import for_each
 from ssec_transfer.s3.errors import translate
@@ -88,26 +89,26 @@ class RemoveOutcome:
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        """The bulk JSON line's fields (`bulk.JobOutcome.to_dict`), plus what a delete adds."""
+        """The JSON line (`core.report.object_record`), plus what a delete adds."""
         t = self.target
-        return {
-            "operation": "delete",
-            "source": t.url,
-            "destination": None,
-            "status": self.status,
-            "version_id": t.version_id,
-            "delete_marker": t.delete_marker,
-            "created_delete_marker": self.created_delete_marker,
-            "size": t.size,
-            "etag": t.etag,
-            "key_fingerprint": t.key_fingerprint,
-            "checksum": None,
-            "seconds": round(self.seconds, 4),
-            "error": str(self.error) if self.error else None,
-            "error_code": self.error_code,
-            "exit_code": self.error.exit_code if self.error else 0,
-            "reason": None,
-        }
+        return object_record(
+            "delete",
+            self.status,
+            source=t.url,
+            bucket=t.bucket,
+            key=printable(t.key),
+            size=t.size,
+            seconds=self.seconds,
+            etag=t.etag,
+            version_id=t.version_id,
+            key_fingerprint=t.key_fingerprint,
+            error=self.error,
+            extra={
+                "delete_marker": t.delete_marker,
+                "created_delete_marker": self.created_delete_marker,
+                "error_code": self.error_code,
+            },
+        )
 
 
 # -- planning (pure) -----------------------------------------------------------------------------

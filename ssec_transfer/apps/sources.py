@@ -73,8 +73,11 @@ class SourceProblemError(LocalIOError):
             (r for r, words in REASONS.items() if message.startswith(words + ":")), "unreadable"
         )
 
+    def details(self) -> dict[str, object]:
+        return {"reason": self.reason}
+
     def to_dict(self) -> dict[str, object]:
-        return {**super().to_dict(), "reason": self.reason}
+        return {**super().to_dict(), **self.details()}
 
 
 def problem(reason: Reason, detail: str, *, hint: str | None = None) -> SourceProblemError:

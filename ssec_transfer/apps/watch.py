@@ -54,6 +54,8 @@ from ssec_transfer.core.errors import (
     LocalIOError,
     SSECTransferError,
 )
+from ssec_transfer.core.report import Status as ReportStatus
+from ssec_transfer.core.report import mib_per_s, object_record
 from ssec_transfer.core.results import TransferResult
 from ssec_transfer.core.taskgroups import task_group
 from ssec_transfer.engine import TransferEngine
@@ -88,11 +90,34 @@ class WatchEvent:
     seconds: float = 0.0
     error: str | None = None
     reason: str | None = None  # a path that cannot be uploaded: why (`sources.REASONS`)
+    local_path: str | None = None  # the file, as the watched folder was named
+    key_fingerprint: str | None = None
+    # The failure itself where it was one of the tool's errors: its HTTP status, hint...
+    problem: SSECTransferError | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["seconds"] = round(self.seconds, 4)
-        return data
+        """The JSON line (`core.report.object_record`): an upload, ok, skipped (sent by an
+        earlier run) or failed; `relative_path` is the path inside the watched folder."""
+        return object_record(
+            "upload",
+            _STATUS[self.status],
+            source=self.local_path,
+            destination=f"s3://{self.bucket}/{self.object_key}",
+            bucket=self.bucket,
+            key=self.object_key,
+            path=self.local_path,
+            size=self.size,
+            seconds=self.seconds,
+            etag=self.etag,
+            version_id=self.version_id,
+            key_fingerprint=self.key_fingerprint,
+            reason=self.reason,
+            error=self.problem or self.error,
+            extra={"relative_path": self.path},
+        )
+
+
+_STATUS: dict[Status, ReportStatus] = {"uploaded": "ok", "skipped": "skipped", "failed": "failed"}
 
 
 @dataclass
@@ -111,8 +136,13 @@ class WatchSummary:
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields of the JSON summary line (`core.report.summary_record`): `ok` and
+        `bytes` are `uploaded` and `bytes_uploaded`, named as in every command's summary."""
         data = asdict(self)
+        data["ok"] = data.pop("uploaded")
+        data["bytes"] = data.pop("bytes_uploaded")
         data["seconds"] = round(self.seconds, 3)
+        data["mib_per_s"] = mib_per_s(self.bytes_uploaded, self.seconds) or 0.0
         return data
 
 
@@ -382,7 +412,7 @@ class _Watcher:
                 log.info("%s vanished before it was uploaded", path)
                 self.seen.pop(rel, None)
                 return
-            self._fail(rel, _describe(exc), started, st=settled)
+            self._fail(rel, exc, started, st=settled)
             return
         self.backoff.pop(rel, None)
         self.unsendable.pop(rel, None)
@@ -415,7 +445,7 @@ class _Watcher:
         except FATAL_ERRORS:
             raise
         except Exception as exc:
-            self._fail(rel, _describe(exc), started, st=st)
+            self._fail(rel, exc, started, st=st)
             return
         self.backoff.pop(rel, None)
         self._emit(self._event(rel, "skipped", record=record, started=started))
@@ -477,17 +507,21 @@ class _Watcher:
             uploaded_at=utc_now(),
         )
 
-    def _fail(self, rel: str, message: str, started: float, *, st: _Stat) -> None:
+    def _fail(self, rel: str, error: Exception | str, started: float, *, st: _Stat) -> None:
+        message = error if isinstance(error, str) else _describe(error)
+        problem = error if isinstance(error, SSECTransferError) else None
         previous = self.backoff.get(rel)
         attempts = previous.attempts + 1 if previous else 1
         delay = self.config.retry_interval * min(2 ** (attempts - 1), MAX_BACKOFF_FACTOR)
         self.backoff[rel] = _Backoff(attempts, time.monotonic() + delay)
         self.summary.failed += 1
-        self._emit(self._event(rel, "failed", size=st[0], error=message, started=started))
+        self._emit(
+            self._event(rel, "failed", size=st[0], error=message, problem=problem, started=started)
+        )
         if self.stopping:
-            log.warning("%s: %s", rel, message)
+            log.warning("%s", _noted(rel, error, None))
         else:
-            log.warning("%s: %s (retry in %.0f s)", rel, message, delay)
+            log.warning("%s", _noted(rel, error, f"retry in {delay:.0f} s"))
 
     def _not_sendable(self, rel: str, issue: SourceProblemError, *, st: _Stat | None) -> None:
         """Report a path that cannot be uploaded as it is, once per reason (and stat)."""
@@ -496,7 +530,7 @@ class _Watcher:
         self.unsendable[rel] = (issue.reason, st)
         self.summary.failed += 1
         self.summary.reasons[issue.reason] = self.summary.reasons.get(issue.reason, 0) + 1
-        log.warning("%s: %s (reported once, not retried as it is)", printable(rel), issue)
+        log.warning("%s", _noted(printable(rel), issue, "reported once, not retried as it is"))
         self._emit(
             WatchEvent(
                 path=printable(rel),
@@ -506,6 +540,8 @@ class _Watcher:
                 size=st[0] if st else None,
                 error=str(issue),
                 reason=issue.reason,
+                local_path=printable(self.root / rel),
+                problem=issue,
             )
         )
 
@@ -518,6 +554,7 @@ class _Watcher:
         result: TransferResult | None = None,
         size: int | None = None,
         error: str | None = None,
+        problem: SSECTransferError | None = None,
         started: float | None = None,
     ) -> WatchEvent:
         src: UploadRecord | TransferResult | None = record or result
@@ -531,6 +568,9 @@ class _Watcher:
             version_id=src.version_id if src else None,
             seconds=time.perf_counter() - started if started is not None else 0.0,
             error=error,
+            local_path=printable(self.root / rel),
+            key_fingerprint=src.key_fingerprint if src else None,
+            problem=problem,
         )
 
     def _emit(self, event: WatchEvent) -> None:
@@ -538,6 +578,17 @@ class _Watcher:
             self.summary.skipped += 1
         if self.on_result is not None:
             self.on_result(event)
+
+
+def _noted(rel: str, error: Exception | str, note: str | None) -> str:
+    """`rel: what happened (note)`, then the hint on a line of its own: the note belongs
+    to the failure, not to the end of its hint."""
+    if isinstance(error, SSECTransferError):
+        text, hint = error.describe(), error.hint
+    else:
+        text, hint = error if isinstance(error, str) else f"{type(error).__name__}: {error}", None
+    line = f"{rel}: {text}" + (f" ({note})" if note else "")
+    return line + (f"\n  hint: {hint}" if hint else "")
 
 
 def _describe(exc: Exception) -> str:

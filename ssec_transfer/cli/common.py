@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ssec_transfer.cli import keyring as keyring_cli
-from ssec_transfer.cli.output import print_json
+from ssec_transfer.cli.output import print_json, say, shows_successes
 from ssec_transfer.core.config import TransferConfig
 from ssec_transfer.core.errors import UsageError
 from ssec_transfer.core.units import human_rate, human_size
@@ -162,19 +162,22 @@ def dask_cluster(args: argparse.Namespace) -> DaskCluster | None:
 
 
 def progress_enabled(args: argparse.Namespace) -> bool:
+    if not shows_successes(args):
+        return False
     if args.progress is not None:
         return bool(args.progress)
     return sys.stderr.isatty()
 
 
-def report(args: argparse.Namespace, data: dict[str, Any], summary: str) -> None:
-    """One finished transfer: a JSON line with --json, else a line on stderr."""
+def report(args: argparse.Namespace, record: dict[str, Any], summary: str) -> None:
+    """One finished transfer: its JSON record (`core.report.object_record`) with --json, else
+    a line on stderr (none with --quiet/--only-show-errors)."""
     if args.json:
-        print_json({"status": "ok", **data})
+        print_json(record)
     else:
-        size, seconds = data["size"], data["seconds"]
-        print(
+        size, seconds = record["size"], record["seconds"]
+        say(
+            args,
             f"{summary}: {human_size(size)} in {seconds:.2f} s "
-            f"({human_rate(size, seconds)}), key {data['key_fingerprint']}",
-            file=sys.stderr,
+            f"({human_rate(size, seconds)}), key {record['key_fingerprint']}",
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -30,7 +31,7 @@ from ssec_transfer.cli.options import (
     add_via,
     load_key,
 )
-from ssec_transfer.cli.output import print_json
+from ssec_transfer.cli.output import print_json, shows_successes
 from ssec_transfer.core.errors import UsageError
 from ssec_transfer.s3.urls import parse_s3_url
 
@@ -105,14 +106,31 @@ def _register_rotate(command: CommandFactory) -> None:
     add_output(rotate)
 
 
-def _report_outcomes(args: argparse.Namespace, outcomes: list[CopyOutcome]) -> int:
+def _report_outcomes(args: argparse.Namespace, outcomes: list[CopyOutcome], started: float) -> int:
+    from ssec_transfer.core.report import mib_per_s, summary_record
+
     failed = [o for o in outcomes if o.status != "ok"]
+    code = max((o.error.exit_code for o in failed if o.error), default=0)
+    moved = sum(o.result.size for o in outcomes if o.result is not None)
+    seconds = time.perf_counter() - started
     if args.json:
-        print_json({"summary": True, "objects": len(outcomes), "failed": len(failed)})
-    print(f"{len(outcomes) - len(failed)} done, {len(failed)} failed", file=sys.stderr)
+        print_json(
+            summary_record(
+                args.command,
+                objects=len(outcomes),
+                ok=len(outcomes) - len(failed),
+                failed=len(failed),
+                bytes=moved,
+                seconds=round(seconds, 3),
+                mib_per_s=mib_per_s(moved, seconds) or 0.0,
+                exit_code=code,
+            )
+        )
+    if failed or shows_successes(args):
+        print(f"{len(outcomes) - len(failed)} done, {len(failed)} failed", file=sys.stderr)
     for outcome in failed:
         print(f"failed: {outcome.source}: {outcome.error}", file=sys.stderr)
-    return max((o.error.exit_code for o in failed if o.error), default=0)
+    return code
 
 
 def _show_outcome(args: argparse.Namespace) -> Callable[[CopyOutcome], None]:
@@ -127,6 +145,9 @@ async def cmd_cp(args: argparse.Namespace) -> int:
     src, dst = parse_s3_url(args.source), parse_s3_url(args.target)
     source_key = other_key(args.source_key_file, args.source_key_env, prefix="source-key")
     target_key = load_key(args)
+    from ssec_transfer.transfer.copy import copy_record
+
+    started = time.perf_counter()
     async with engine_for(args) as engine:
         if args.dryrun:
             return await _dry_copy(args, engine, src.bucket, src.key, dst.bucket, dst.key)
@@ -135,7 +156,7 @@ async def cmd_cp(args: argparse.Namespace) -> int:
                 src.bucket, src.key, dst.bucket, dst.key, source_key=source_key,
                 target_key=target_key, via=args.via, on_outcome=_show_outcome(args),
             )  # fmt: skip
-            return _report_outcomes(args, outcomes)
+            return _report_outcomes(args, outcomes, started)
         dst_key = (
             dst.key + src.key.rsplit("/", 1)[-1]
             if dst.key.endswith("/") or not dst.key
@@ -145,7 +166,11 @@ async def cmd_cp(args: argparse.Namespace) -> int:
             src.bucket, src.key, dst.bucket, dst_key, source_key=source_key,
             target_key=target_key, version_id=args.version_id, via=args.via,
         )  # fmt: skip
-    report(args, result.to_dict(), f"copied {src} to s3://{dst.bucket}/{dst_key} via {result.via}")
+    report(
+        args,
+        copy_record(result, "copy"),
+        f"copied {src} to s3://{dst.bucket}/{dst_key} via {result.via}",
+    )
     return 0
 
 
@@ -156,6 +181,7 @@ async def _dry_copy(
     """cp --dryrun: the copies the same command would make (listing the prefix for
     --recursive, mapped as `copy_prefix` maps it), as aws prints them."""
     from ssec_transfer.apps.remove import folder_prefix
+    from ssec_transfer.core.report import object_record
     from ssec_transfer.s3.listing import iter_keys
 
     if args.recursive:
@@ -172,8 +198,7 @@ async def _dry_copy(
     for source, target in pairs:
         src_url, dst_url = f"s3://{src_bucket}/{source}", f"s3://{dst_bucket}/{target}"
         if args.json:
-            print_json({"operation": "copy", "source": src_url, "destination": dst_url,
-                        "status": "dryrun", "exit_code": 0})  # fmt: skip
+            print_json(object_record("copy", "dryrun", source=src_url, destination=dst_url))
         print(f"(dryrun) copy: {src_url} to {dst_url}", file=sys.stderr)
     return 0
 
@@ -208,6 +233,9 @@ async def cmd_rotate(args: argparse.Namespace) -> int:
     old_key = load_key(args)
     new_key = await _new_key(args)
     _refuse_same_key(new_key, old_key)
+    from ssec_transfer.transfer.copy import copy_record
+
+    started = time.perf_counter()
     async with engine_for(args) as engine:
         if old_key is None and not args.recursive and not args.all_versions:
             old_key = await key_for_object(args, engine, None, url.bucket, url.key, args.version_id)
@@ -219,7 +247,7 @@ async def cmd_rotate(args: argparse.Namespace) -> int:
                 all_versions=args.all_versions, via=args.via,
                 delete_old_versions=args.delete_old_versions, on_outcome=_show_outcome(args),
             )  # fmt: skip
-            return _report_outcomes(args, outcomes)
+            return _report_outcomes(args, outcomes, started)
         if args.all_versions:
             outcomes = await engine.rotate_all_versions(
                 url.bucket, url.key, old_key=old_key, new_key=new_key, via=args.via,
@@ -227,12 +255,16 @@ async def cmd_rotate(args: argparse.Namespace) -> int:
             )  # fmt: skip
             for outcome in outcomes:
                 _show_outcome(args)(outcome)
-            return _report_outcomes(args, outcomes)
+            return _report_outcomes(args, outcomes, started)
         result = await engine.rotate(
             url.bucket, url.key, old_key=old_key, new_key=new_key, version_id=args.version_id,
             via=args.via, delete_old_versions=args.delete_old_versions,
         )  # fmt: skip
-    report(args, result.to_dict(), f"rotated {url} to key {new_key.fingerprint} via {result.via}")
+    report(
+        args,
+        copy_record(result, "rotate"),
+        f"rotated {url} to key {new_key.fingerprint} via {result.via}",
+    )
     return 0
 
 

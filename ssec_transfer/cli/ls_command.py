@@ -20,6 +20,7 @@ from ssec_transfer.cli.common import engine_for
 from ssec_transfer.cli.options import CommandFactory, Handler, add_connection
 from ssec_transfer.cli.output import print_json
 from ssec_transfer.core.errors import UsageError
+from ssec_transfer.core.report import listing_record, summary_record
 from ssec_transfer.core.units import listing_size
 from ssec_transfer.s3.urls import parse_s3_url
 
@@ -71,10 +72,10 @@ def register(command: CommandFactory) -> None:
     ls.add_argument(
         "--json",
         action="store_true",
-        help='one JSON line per entry, told apart by "type": "object" (bucket, key, size, '
-        "version_id, is_latest, last_modified, etag, delete_marker, key_fingerprint), "
-        '"prefix" (bucket, prefix) or "bucket" (bucket, creation_date); with --summarize a '
-        "summary line",
+        help='one JSON line per entry ("schema": 1, "type": "listing"; docs/json.md), told '
+        'apart by "entry": "object" (bucket, key, size, version_id, is_latest, last_modified, '
+        'etag, delete_marker, key_fingerprint), "prefix" (bucket, prefix) or "bucket" '
+        '(bucket, creation_date); with --summarize a "summary" line',
     )
     ls.add_argument("--ledger", type=Path, metavar="PATH", help="ledger database to consult")
     add_connection(ls)
@@ -166,20 +167,20 @@ class Totals:
         return out
 
     def to_dict(self) -> dict[str, object]:
-        return {
-            "summary": True,
-            "objects": self.objects,
-            "bytes": self.bytes,
-            "delete_markers": self.delete_markers,
-            "prefixes": self.prefixes,
-        }
+        return summary_record(
+            "ls",
+            objects=self.objects,
+            bytes=self.bytes,
+            delete_markers=self.delete_markers,
+            prefixes=self.prefixes,
+        )
 
 
 # -- the command ---------------------------------------------------------------------------------
 
 
 def _object_dict(obj: ListedObject) -> dict[str, object]:
-    return {"type": "object", **obj.to_dict()}
+    return listing_record("object", **obj.to_dict())
 
 
 async def _ls_buckets(args: argparse.Namespace) -> int:
@@ -188,7 +189,7 @@ async def _ls_buckets(args: argparse.Namespace) -> int:
     for bucket in buckets:
         if args.json:
             print_json(
-                {"type": "bucket", "bucket": bucket.name, "creation_date": bucket.creation_date}
+                listing_record("bucket", bucket=bucket.name, creation_date=bucket.creation_date)
             )
         else:
             print(bucket_line(bucket))
@@ -228,7 +229,7 @@ async def cmd_ls(args: argparse.Namespace) -> int:
                 continue
             totals.prefixes += 1
             if args.json:
-                print_json({"type": "prefix", **entry.to_dict()})
+                print_json(listing_record("prefix", **entry.to_dict()))
             else:
                 print(prefix_line(entry, layout, base))
     if args.summarize:

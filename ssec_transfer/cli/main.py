@@ -20,7 +20,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from ssec_transfer import __version__
 from ssec_transfer.cli import (
@@ -46,6 +46,7 @@ from ssec_transfer.cli.options import (
 )
 from ssec_transfer.cli.output import print_json
 from ssec_transfer.core.errors import SSECTransferError
+from ssec_transfer.core.report import error_record, interrupted_record
 from ssec_transfer.keys import redact
 from ssec_transfer.keys.redact import redact_key_material
 
@@ -117,7 +118,7 @@ def _run(handler: Handler, args: argparse.Namespace) -> int:
 
 def _interrupted(args: argparse.Namespace, signal_name: str, code: int) -> int:
     if getattr(args, "json", False):
-        print_json({"status": "interrupted", "signal": signal_name, "exit_code": code})
+        print_json(interrupted_record(args.command, signal_name, code))
     if getattr(args, "resume", False):
         print(f"ssec-transfer: interrupted by {signal_name}; finished parts are kept: run the "
               "same command again with --resume to continue", file=sys.stderr)  # fmt: skip
@@ -127,9 +128,16 @@ def _interrupted(args: argparse.Namespace, signal_name: str, code: int) -> int:
     return code
 
 
-def _configure_logging(verbosity: int) -> None:
+def _configure_logging(args: argparse.Namespace) -> None:
+    """-v/-vv; --only-show-errors keeps warnings and errors, --quiet errors alone."""
+    verbosity = args.verbose
     handler = logging.StreamHandler(sys.stderr)
-    if verbosity >= 2:
+    if getattr(args, "quiet", False) or getattr(args, "only_show_errors", False):
+        handler.setFormatter(logging.Formatter("ssec-transfer: %(levelname)s: %(message)s"))
+        level = logging.ERROR if args.quiet else logging.WARNING
+        logging.basicConfig(level=level, handlers=[handler], force=True)
+        logging.getLogger("ssec_transfer").setLevel(level)
+    elif verbosity >= 2:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.basicConfig(level=logging.DEBUG, handlers=[handler], force=True)
     else:
@@ -145,7 +153,7 @@ def _scrub(text: str, typed: list[str]) -> str:
     return redact_key_material(redact.redact(text), typed, scan=False)
 
 
-def _scrubbed(error: dict[str, object], typed: list[str]) -> dict[str, object]:
+def _scrubbed(error: dict[str, Any], typed: list[str]) -> dict[str, Any]:
     return {k: _scrub(v, typed) if isinstance(v, str) else v for k, v in error.items()}
 
 
@@ -156,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SSECTransferError as exc:  # the config file is at fault, before any request
         print(f"ssec-transfer: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    _configure_logging(args.verbose)
+    _configure_logging(args)
     if from_config:
         logging.getLogger("ssec_transfer").info("%s", from_config)
     from ssec_transfer.cli import signals  # anyio: only once a command runs
@@ -166,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SSECTransferError as exc:
         typed = typed_key_material(sys.argv[1:] if argv is None else argv)
         if getattr(args, "json", False):
-            print_json({"status": "error", **_scrubbed(exc.to_dict(), typed)})
+            print_json(_scrubbed(error_record(args.command, exc), typed))
         print(f"ssec-transfer: error: {_scrub(str(exc), typed)}", file=sys.stderr)
         return exc.exit_code
     except signals.Interrupted as stop:

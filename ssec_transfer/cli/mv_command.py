@@ -134,14 +134,12 @@ def _dry(args: argparse.Namespace, outcome: MoveOutcome) -> None:
 
 def _dry_summary(args: argparse.Namespace, outcomes: list[MoveOutcome], excluded: int) -> int:
     if args.json:
+        from ssec_transfer.core.report import summary_record
+
         print_json(
-            {
-                "summary": True,
-                "operation": "move",
-                "files": len(outcomes),
-                "dryrun": len(outcomes),
-                "excluded": excluded,
-            }
+            summary_record(
+                "mv", files=len(outcomes), dryrun=len(outcomes), excluded=excluded, exit_code=0
+            )
         )
     print(
         f"{len(outcomes)} would be moved (dry run: nothing was sent or removed)"

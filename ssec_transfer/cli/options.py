@@ -332,15 +332,42 @@ def add_via(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_output(p: argparse.ArgumentParser) -> None:
+JSON_HELP = (
+    "one JSON line per object on stdout (after many objects, a summary line); every line "
+    'has the same fields for the same things ("schema": 1, "type", "operation", "status", '
+    '"source", "destination", "size", "mib_per_s", "error", "hint", "http_status", "exit_code"...; '
+    "see docs/json.md). Errors are JSON lines too. Not changed by --quiet/--only-show-errors"
+)
+
+
+def add_output(
+    p: argparse.ArgumentParser, *, progress: bool = True, json_help: str = JSON_HELP
+) -> None:
+    """--json, --quiet/--only-show-errors and (for commands with one) --progress."""
     g = p.add_argument_group("output")
-    g.add_argument("--json", action="store_true", help="print one JSON result line on stdout")
-    g.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="progress bar on stderr (default: only when stderr is a terminal)",
+    g.add_argument("--json", action="store_true", help=json_help)
+    quiet = g.add_mutually_exclusive_group()
+    quiet.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="show nothing but errors: no progress bar, no line per object (rm's `delete:` "
+        "lines included), no summary when everything went well, no warnings (for cron: mail "
+        "only on failure)",
     )
+    quiet.add_argument(
+        "--only-show-errors",
+        action="store_true",
+        help="like --quiet, but warnings still show (a key saved nowhere, a retry coming...)",
+    )
+    if progress:
+        g.add_argument(
+            "--progress",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="progress bar on stderr (default: only when stderr is a terminal; never with "
+            "--quiet or --only-show-errors)",
+        )
 
 
 def add_tuning(p: argparse.ArgumentParser) -> None:

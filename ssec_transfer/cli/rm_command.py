@@ -12,8 +12,14 @@ import time
 from typing import TYPE_CHECKING
 
 from ssec_transfer.cli.common import engine_for
-from ssec_transfer.cli.options import CommandFactory, Handler, add_connection, add_filters
-from ssec_transfer.cli.output import print_json
+from ssec_transfer.cli.options import (
+    CommandFactory,
+    Handler,
+    add_connection,
+    add_filters,
+    add_output,
+)
+from ssec_transfer.cli.output import print_json, say, shows_successes
 from ssec_transfer.core.errors import UsageError
 from ssec_transfer.s3.urls import S3Url, parse_s3_url
 
@@ -73,12 +79,13 @@ def register(command: CommandFactory) -> None:
         action="store_true",
         help="print what would be deleted; delete nothing",
     )
-    rm.add_argument(
-        "--json",
-        action="store_true",
-        help="one JSON line per object (the bulk line's fields: source, status, version_id, "
-        "size, key_fingerprint where the ledger knew it, error, exit_code, ...; plus "
-        "delete_marker, created_delete_marker, error_code) and a summary line",
+    add_output(
+        rm,
+        progress=False,
+        json_help='one JSON line per object (docs/json.md: operation "delete", status ok, '
+        "dryrun or failed, source, version_id, size, key_fingerprint where the ledger knew it, "
+        "error, hint, http_status, exit_code...; plus delete_marker, created_delete_marker, "
+        "error_code) and a summary line. Not changed by --quiet/--only-show-errors",
     )
     add_connection(rm)
 
@@ -133,7 +140,7 @@ def _line(outcome: RemoveOutcome) -> str:
 def _show(args: argparse.Namespace, outcome: RemoveOutcome) -> None:
     if args.json:
         print_json(outcome.to_dict())
-    elif outcome.status != "failed":
+    elif outcome.status != "failed" and shows_successes(args):
         print(_line(outcome), flush=True)
 
 
@@ -161,21 +168,26 @@ def _summarize(
     args: argparse.Namespace, outcomes: list[RemoveOutcome], excluded: int, seconds: float
 ) -> int:
     """The summary line (and JSON line), then each failure with its reason; the exit code."""
+    from ssec_transfer.core.report import summary_record
+
     failed = [o for o in outcomes if o.status == "failed"]
     ok = len(outcomes) - len(failed)
+    code = max((o.error.exit_code for o in failed if o.error), default=0)
     if args.json:
         print_json(
-            {
-                "summary": True,
-                "operation": "delete",
-                "objects": len(outcomes),
-                "ok": ok if not args.dryrun else 0,
-                "dryrun": ok if args.dryrun else 0,
-                "failed": len(failed),
-                "excluded": excluded,
-                "seconds": round(seconds, 3),
-            }
+            summary_record(
+                "rm",
+                objects=len(outcomes),
+                ok=ok if not args.dryrun else 0,
+                dryrun=ok if args.dryrun else 0,
+                failed=len(failed),
+                excluded=excluded,
+                seconds=round(seconds, 3),
+                exit_code=code,
+            )
         )
+    if not failed and not shows_successes(args):
+        return code
     done = f"{ok} would be deleted (dry run: nothing was deleted)" if args.dryrun else (
         f"{ok} deleted"
     )  # fmt: skip
@@ -185,7 +197,7 @@ def _summarize(
     )
     for outcome in failed:
         print(f"failed: {outcome.target.describe()}: {outcome.error}", file=sys.stderr)
-    return max((o.error.exit_code for o in failed if o.error), default=0)
+    return code
 
 
 async def cmd_rm(args: argparse.Namespace) -> int:
@@ -215,7 +227,7 @@ async def cmd_rm(args: argparse.Namespace) -> int:
             remove.folder_prefix(url.key) if args.recursive else url.key
         )
         if not plan.targets:
-            print(f"nothing to delete at {where}", file=sys.stderr)
+            say(args, f"nothing to delete at {where}")
             return _summarize(args, [], plan.excluded, time.perf_counter() - started)
         if args.dryrun:
             outcomes = [remove.RemoveOutcome(t, "dryrun") for t in plan.targets]

@@ -27,7 +27,7 @@ from ssec_transfer.cli.options import (
     add_tuning,
     load_key,
 )
-from ssec_transfer.cli.output import print_json
+from ssec_transfer.cli.output import print_json, shows_successes
 from ssec_transfer.core.errors import UsageError
 from ssec_transfer.core.units import human_rate, human_size
 
@@ -191,7 +191,9 @@ async def cmd_sync(args: argparse.Namespace) -> int:
             display.file_done(failed=outcome.status == "failed")
         if args.json:
             print_json(outcome.to_dict())
-        elif outcome.status == "dryrun" or (outcome.status == "ok" and args.verbose):
+        elif outcome.status == "dryrun" or (
+            outcome.status == "ok" and args.verbose and shows_successes(args)
+        ):
             print(_line(outcome), file=sys.stderr)
 
     async with engine_for(args) as engine:
@@ -211,24 +213,29 @@ async def cmd_sync(args: argparse.Namespace) -> int:
 
 def _summarize(args: argparse.Namespace, report: SyncReport, seconds: float) -> int:
     from ssec_transfer.apps.sync_plan import REASONS
+    from ssec_transfer.core.report import mib_per_s, summary_record
 
     counts = report.counts
-    summary = {
-        "summary": True,
-        "files": report.sources,
-        **counts,
-        "deleted": report.deleted,
-        "would_delete": report.would_delete,
-        "deletions_held": report.deletions_held,
-        "excluded": report.excluded,
-        "reasons": dict(sorted(report.why.items())),
-        "bytes": report.moved,
-        "seconds": round(seconds, 3),
-        "mib_per_s": round(report.moved / 1048576 / seconds, 2) if seconds > 0 else 0.0,
-        "dryrun": args.dryrun,
-    }
+    code = 1 if report.failures or report.deletions_held else 0
     if args.json:
-        print_json(summary)
+        print_json(
+            summary_record(
+                "sync",
+                files=report.sources,
+                **counts,
+                deleted=report.deleted,
+                would_delete=report.would_delete,
+                deletions_held=report.deletions_held,
+                excluded=report.excluded,
+                reasons=dict(sorted(report.why.items())),
+                bytes=report.moved,
+                seconds=round(seconds, 3),
+                mib_per_s=mib_per_s(report.moved, seconds) or 0.0,
+                exit_code=code,
+            )
+        )
+    if code == 0 and not args.dryrun and not shows_successes(args):
+        return code
     why = ", ".join(f"{n} {REASONS.get(r, r)}" for r, n in sorted(report.why.items()))
     if args.dryrun:
         done = f"{counts['dryrun']} would be sent, {report.would_delete} would be deleted"
@@ -249,7 +256,7 @@ def _summarize(args: argparse.Namespace, report: SyncReport, seconds: float) -> 
             "failed; fix the failures and run the sync again",
             file=sys.stderr,
         )
-    return 1 if report.failures or report.deletions_held else 0
+    return code
 
 
 HANDLERS: dict[str, Handler] = {"sync": cmd_sync}

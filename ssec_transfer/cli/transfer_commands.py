@@ -43,7 +43,7 @@ from ssec_transfer.cli.options import (
     add_tuning,
     load_key,
 )
-from ssec_transfer.cli.output import print_json
+from ssec_transfer.cli.output import print_json, shows_successes
 from ssec_transfer.core.errors import (
     ObjectExistsError,
     SSECTransferError,
@@ -177,6 +177,7 @@ async def _transfer_one(
     """Run one transfer under a progress bar and report it (an upload --no-clobber left
     alone as skipped, exit 0)."""
     from ssec_transfer.cli.progress import ProgressBar
+    from ssec_transfer.core.report import object_record, result_record
 
     try:
         with ProgressBar(label, enabled=progress_enabled(args)) as bar:
@@ -185,10 +186,10 @@ async def _transfer_one(
     except ObjectExistsError as exc:
         url = exc.context.url
         if args.json:
-            print_json({"status": "skipped", "reason": "exists", "destination": url})
+            print_json(object_record("upload", "skipped", destination=url, reason="exists"))
         print(f"skipped: {url} exists (--no-clobber)", file=sys.stderr)
         return 0
-    report(args, result.to_dict(), summary(result))
+    report(args, result_record(result), summary(result))
     return 0
 
 
@@ -305,11 +306,12 @@ async def cmd_get(args: argparse.Namespace) -> int:
     )  # fmt: skip
 
 
-def _dry_one(args: argparse.Namespace, operation: str, source: str, destination: str) -> int:
+def _dry_one(args: argparse.Namespace, operation: Operation, source: str, destination: str) -> int:
     """--dryrun of one transfer: what it would do, as aws prints it; nothing is sent."""
+    from ssec_transfer.core.report import object_record
+
     if args.json:
-        print_json({"operation": operation, "source": source, "destination": destination,
-                    "status": "dryrun", "exit_code": 0})  # fmt: skip
+        print_json(object_record(operation, "dryrun", source=source, destination=destination))
     print(f"(dryrun) {operation}: {source} to {destination}", file=sys.stderr)
     return 0
 
@@ -580,24 +582,30 @@ def _summarize(
 
     Sources that could not be sent are failures (exit 1), broken down by reason; paths left
     out on purpose (--exclude, --no-follow-symlinks) are only counted, as "excluded"."""
+    from ssec_transfer.core.report import mib_per_s, summary_record
+
     counts, moved = tally.counts, tally.moved
     not_run = files - sum(counts.values())
-    summary = {
-        "summary": True,
-        **({"operation": operation} if operation else {}),
-        "files": files,
-        **counts,
-        "not_run": not_run,
-        "excluded": excluded,
-        "reasons": dict(sorted(tally.reasons.items())),
-        "bytes": moved,
-        "seconds": round(seconds, 3),
-        "mib_per_s": round(moved / 1048576 / seconds, 2) if seconds > 0 else 0.0,
-        "peak_requests_in_flight": stats.peak_requests_in_flight,
-        "peak_bytes_reserved": stats.peak_bytes_reserved,
-    }
+    code = 0 if not tally.failures and not not_run else 1
     if args.json:
-        print_json(summary)
+        print_json(
+            summary_record(
+                args.command,
+                files=files,
+                **counts,
+                not_run=not_run,
+                excluded=excluded,
+                reasons=dict(sorted(tally.reasons.items())),
+                bytes=moved,
+                seconds=round(seconds, 3),
+                mib_per_s=mib_per_s(moved, seconds) or 0.0,
+                peak_requests_in_flight=stats.peak_requests_in_flight,
+                peak_bytes_reserved=stats.peak_bytes_reserved,
+                exit_code=code,
+            )
+        )
+    if code == 0 and not shows_successes(args):
+        return code
     why = ", ".join(f"{n} {r.replace('-', ' ')}" for r, n in sorted(tally.reasons.items()))
     print(
         f"{counts['ok']} {'moved' if operation == 'move' else 'transferred'}, "
@@ -610,7 +618,7 @@ def _summarize(
     )
     for outcome in tally.failures:
         print(f"failed: {outcome.to_dict()['source']}: {outcome.error}", file=sys.stderr)
-    return 0 if not tally.failures and not not_run else 1
+    return code
 
 
 HANDLERS: dict[str, Handler] = {"put": cmd_put, "get": cmd_get, "head": cmd_head}

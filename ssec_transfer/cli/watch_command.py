@@ -25,7 +25,7 @@ from ssec_transfer.cli.options import (
     add_tuning,
     load_key,
 )
-from ssec_transfer.cli.output import print_json
+from ssec_transfer.cli.output import print_json, shows_successes
 from ssec_transfer.s3.urls import parse_s3_url
 
 if TYPE_CHECKING:
@@ -223,20 +223,23 @@ async def cmd_watch(args: argparse.Namespace) -> int:
     key = require_key(load_key(args), "watch")
     config = config_from_args(args)
 
+    from ssec_transfer.core.report import summary_record
+
     def show(event: WatchEvent) -> None:
         if args.json:
             print_json(event.to_dict())
-        else:
+        elif event.status == "failed" or shows_successes(args):
             detail = f": {event.error}" if event.error else ""
             print(f"{event.status} {event.path}{detail}", file=sys.stderr)
 
     async with engine_for(args) as engine:
         summary = await run_watch_until_signal(engine, config, key, on_result=show)
-    if args.json:
-        print_json({"status": "summary", **summary.to_dict()})
     # Not sent for a reason other than --include/--exclude: a file whose last attempt failed,
     # or a path that cannot be uploaded as it is (FIFO, dangling link, unreadable, ...).
-    return 1 if summary.failing or summary.not_sendable else 0
+    code = 1 if summary.failing or summary.not_sendable else 0
+    if args.json:
+        print_json(summary_record("watch", **summary.to_dict(), exit_code=code))
+    return code
 
 
 HANDLERS: dict[str, Handler] = {"watch": cmd_watch}

@@ -40,6 +40,14 @@ class SSECTransferError(Exception):
         self.context = context or ErrorContext()
 
     def __str__(self) -> str:
+        text = self.describe()
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+    def describe(self) -> str:
+        """One line: the request and object, what happened, the HTTP status and request id;
+        without the hint (JSON gives it a field of its own, `core.report`)."""
         ctx = self.context
         where = []
         if ctx.operation:
@@ -56,11 +64,16 @@ class SSECTransferError(Exception):
             details.append(f"request id {ctx.request_id}")
         if details:
             text += f" ({', '.join(details)})"
-        if self.hint:
-            text += f"\n  hint: {self.hint}"
         return text
 
+    def details(self) -> dict[str, object]:
+        """What this kind of error adds to the command's JSON error line (`core.report`), such
+        as a refused manifest's problems line by line: nothing by default."""
+        return {}
+
     def to_dict(self) -> dict[str, object]:
+        """Everything needed to raise this error again elsewhere (a Dask worker's error on the
+        client, `apps.distributed.rebuild_error`); the JSON lines use `core.report`."""
         ctx = self.context
         return {
             "error": type(self).__name__,

@@ -46,6 +46,7 @@ from ssec_transfer.core.errors import (
     UsageError,
     WrongKeyError,
 )
+from ssec_transfer.core.report import object_record
 from ssec_transfer.core.results import ProgressCallback
 from ssec_transfer.core.scheduler import Scheduler
 from ssec_transfer.core.taskgroups import for_each
@@ -64,6 +65,7 @@ __all__ = [
     "Via",
     "copy_object",
     "copy_prefix",
+    "copy_record",
     "rotate_all_versions",
     "rotate_object",
     "rotate_prefix",
@@ -72,28 +74,60 @@ __all__ = [
 
 @dataclass(frozen=True)
 class CopyOutcome:
-    """One object of a multi-object copy or rotation: its result, or why it failed."""
+    """One object of a multi-object copy or rotation: its result, or why it failed.
+    `bucket`/`key` name the object written (or that would have been)."""
 
     source: str
     destination: str
-    version_id: str | None
+    version_id: str | None  # of the source
     status: Literal["ok", "failed"]
     result: CopyResult | None = None
     error: SSECTransferError | None = None
+    operation: Literal["copy", "rotate"] = "copy"
+    bucket: str | None = None
+    key: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "source": self.source,
-            "destination": self.destination,
-            "source_version_id": self.version_id,
-            "status": self.status,
-        }
-        if self.result is not None:
-            data.update(self.result.to_dict())
-        if self.error is not None:
-            data["error"] = str(self.error)
-            data["exit_code"] = self.error.exit_code
-        return data
+        """The JSON line (`core.report.object_record`)."""
+        return copy_record(
+            self.result, self.operation, self.status, source=self.source,
+            destination=self.destination, bucket=self.bucket, key=self.key,
+            source_version_id=self.version_id, error=self.error,
+        )  # fmt: skip
+
+
+def copy_record(
+    result: CopyResult | None,
+    operation: Literal["copy", "rotate"],
+    status: Literal["ok", "failed"] = "ok",
+    *,
+    source: str | None = None,
+    destination: str | None = None,
+    bucket: str | None = None,
+    key: str | None = None,
+    source_version_id: str | None = None,
+    error: SSECTransferError | None = None,
+) -> dict[str, Any]:
+    """A copy's or rotation's JSON line: the common fields, plus how it went (`via`,
+    `verified`, `attempts`) and what the source was."""
+    r = result
+    if r is not None:
+        source = source or object_url(r.source_bucket, r.source_key, r.source_version_id)
+        destination = destination or object_url(r.bucket, r.key, r.version_id)
+    return object_record(
+        operation, status, source=source, destination=destination, bucket=bucket, key=key,
+        result=r, error=error,
+        extra={
+            "via": r.via if r else None,
+            "verified": r.verified if r else False,
+            "attempts": list(r.attempts) if r else [],
+            "source_version_id": r.source_version_id if r else source_version_id,
+            "source_etag": r.source_etag if r else None,
+            "source_key_fingerprint": r.source_key_fingerprint if r else None,
+            "old_key_refused": r.old_key_refused if r else None,
+            "deleted_version_id": r.deleted_version_id if r else None,
+        },
+    )  # fmt: skip
 
 
 # -- one object -------------------------------------------------------------------------------
@@ -312,8 +346,13 @@ async def copy_prefix(
                 source_key=source_key, target_key=target_key, via=via, options=options,
             )  # fmt: skip
         except SSECTransferError as exc:
-            return CopyOutcome(source, destination, None, "failed", None, exc)
-        return CopyOutcome(source, destination, result.source_version_id, "ok", result)
+            return CopyOutcome(
+                source, destination, None, "failed", None, exc, bucket=dst_bucket, key=dst
+            )
+        return CopyOutcome(
+            source, destination, result.source_version_id, "ok", result,
+            bucket=dst_bucket, key=dst,
+        )  # fmt: skip
 
     return await _run_each(jobs, one, max_objects, on_outcome)
 
@@ -376,12 +415,17 @@ def _folder(prefix: str) -> str:
 
 def _ok(bucket: str, key: str, version: str | None, result: CopyResult) -> CopyOutcome:
     url = object_url(bucket, key, version)
-    return CopyOutcome(url, object_url(bucket, key, result.version_id), version, "ok", result)
+    return CopyOutcome(
+        url, object_url(bucket, key, result.version_id), version, "ok", result,
+        operation="rotate", bucket=bucket, key=key,
+    )  # fmt: skip
 
 
 def _failed(bucket: str, key: str, version: str | None, error: SSECTransferError) -> CopyOutcome:
     url = object_url(bucket, key, version)
-    return CopyOutcome(url, url, version, "failed", error=error)
+    return CopyOutcome(
+        url, url, version, "failed", error=error, operation="rotate", bucket=bucket, key=key
+    )
 
 
 _T = TypeVar("_T")

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ssec_transfer.keys.customer import SSECustomerKey
+from tests.support.json_schema import SCHEMA_COMMANDS, validate_lines
 
 
 def make_key_file(directory: Path, name: str = "other.key") -> tuple[Path, SSECustomerKey]:
@@ -20,15 +21,21 @@ def make_key_file(directory: Path, name: str = "other.key") -> tuple[Path, SSECu
 def run_cli(
     *args: str | os.PathLike[str], env: dict[str, str], timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
-    """Run `python -m ssec_transfer ARGS` as a user would, capturing both streams."""
-    return subprocess.run(
-        [sys.executable, "-m", "ssec_transfer", *map(str, args)],
+    """Run `python -m ssec_transfer ARGS` as a user would, capturing both streams. With
+    --json, a command of the shared schema must print only lines that fit it."""
+    argv = [str(arg) for arg in args]
+    done = subprocess.run(
+        [sys.executable, "-m", "ssec_transfer", *argv],
         env=env,
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
     )
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    if "--json" in argv and command in SCHEMA_COMMANDS:
+        validate_lines(done.stdout)
+    return done
 
 
 def run_cli_bytes(

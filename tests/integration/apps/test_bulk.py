@@ -23,9 +23,9 @@ pytestmark = pytest.mark.integration
 
 def _lines(stdout: str) -> tuple[list[dict], dict]:  # type: ignore[type-arg]
     rows = [json.loads(line) for line in stdout.splitlines() if line.strip()]
-    summaries = [r for r in rows if r.get("summary")]
+    summaries = [r for r in rows if r["type"] == "summary"]
     assert len(summaries) == 1
-    return [r for r in rows if not r.get("summary")], summaries[0]
+    return [r for r in rows if r["type"] != "summary"], summaries[0]
 
 
 def _same_tree(a: Path, b: Path) -> None:

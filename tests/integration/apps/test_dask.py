@@ -105,8 +105,9 @@ def _comparable(rows: list[dict[str, Any]], prefix: str) -> list[dict[str, Any]]
     """Outcome lines without timings, with the run's prefix neutralised."""
     out = []
     for row in rows:
-        row = {k: v for k, v in row.items() if k != "seconds"}
+        row = {k: v for k, v in row.items() if k not in ("seconds", "mib_per_s")}
         row["destination"] = row["destination"].replace(prefix, "PREFIX/")
+        row["key"] = "PREFIX/" + row["key"].split("/", 1)[1]
         out.append(row)
     return sorted(out, key=lambda r: str(r["source"]))
 
@@ -315,12 +316,12 @@ def test_cli_dask_local_prints_what_a_local_run_prints(
         done = run_cli("put", tree, f"s3://{bucket}/{prefix}", *common, *extra, env=server_env)
         assert done.returncode == 0, done.stderr[-3000:]
         lines = [json.loads(line) for line in done.stdout.splitlines()]
-        summary = [line for line in lines if line.get("summary")]
+        summary = [line for line in lines if line["type"] == "summary"]
         assert len(summary) == 1
         assert (summary[0]["ok"], summary[0]["failed"], summary[0]["files"]) == (13, 0, 13)
         assert 0 < summary[0]["peak_requests_in_flight"] <= 8
         runs[prefix] = _comparable(
-            [line for line in lines if not line.get("summary")], f"s3://{bucket}/{prefix}"
+            [line for line in lines if line["type"] != "summary"], f"s3://{bucket}/{prefix}"
         )
     assert runs["dask/"] == runs["local/"]
     out = tmp_path / "out"

@@ -55,7 +55,7 @@ def test_a_manifest_in_another_shape_is_refused_and_nothing_is_sent(
     assert put.returncode == 2, put.stderr
     assert _objects(admin, bucket) == []
     [error] = [json.loads(line) for line in put.stdout.splitlines()]
-    assert error["status"] == "error"
+    assert (error["type"], error["command"]) == ("error", "put")
     assert error["exit_code"] == 2
     assert "source,destination,key_file" in error["hint"]
     if lines:

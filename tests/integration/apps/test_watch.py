@@ -4,7 +4,6 @@ never twice across restarts, and a stop leaves nothing half-done on the server."
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess
@@ -33,6 +32,7 @@ from ssec_transfer.core.plan import MiB
 from ssec_transfer.core.results import TransferResult
 from ssec_transfer.s3.sse import sse_params
 from ssec_transfer.state.watch_state import WatchState
+from tests.support.json_schema import validate_lines
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -573,9 +573,16 @@ def test_cli_watch_uploads_and_stops_on_sigint(
             proc.communicate()
     assert proc.returncode in (0, 130), err
     assert "Traceback" not in err
-    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    uploaded = sorted(e["path"] for e in events if e.get("status") == "uploaded")
-    assert uploaded == sorted(data)
+    events = validate_lines(out)
+    uploaded = [e for e in events if e["type"] == "object" and e["status"] == "ok"]
+    assert sorted(e["relative_path"] for e in uploaded) == sorted(data)
+    for e in uploaded:
+        assert (e["operation"], e["path"], e["destination"]) == (
+            "upload", str(root / e["relative_path"]), f"s3://{bucket}/cli/{e['relative_path']}",
+        )  # fmt: skip
+        assert (e["key_fingerprint"], e["exit_code"]) == (key.fingerprint, 0)
+    if proc.returncode == 0:  # drained: the summary line came last
+        assert (events[-1]["type"], events[-1]["ok"]) == ("summary", len(data))
     for rel, content in data.items():
         body = admin.get_object(Bucket=bucket, Key=f"cli/{rel}", **sse_params(key))["Body"]
         assert body.read() == content

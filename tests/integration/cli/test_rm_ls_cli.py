@@ -21,6 +21,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.support.helpers import run_cli, run_cli_bytes
+from tests.support.json_schema import validate_lines
 
 pytestmark = pytest.mark.integration
 
@@ -45,10 +46,10 @@ def versions_left(admin: Any, bucket: str) -> list[tuple[str, str, bool]]:
 
 
 def json_lines(stdout: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-    rows = [json.loads(line) for line in stdout.splitlines() if line.strip()]
-    summaries = [r for r in rows if r.get("summary")]
+    rows = validate_lines(stdout)
+    summaries = [r for r in rows if r["type"] == "summary"]
     assert len(summaries) <= 1
-    return [r for r in rows if not r.get("summary")], (summaries[0] if summaries else None)
+    return [r for r in rows if r["type"] != "summary"], (summaries[0] if summaries else None)
 
 
 def no_tty_cli(
@@ -335,8 +336,8 @@ def test_ls_without_an_argument_lists_buckets(bucket: str, server_env: dict[str,
         assert re.fullmatch(rf"\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d {bucket}", line)
     as_json = run_cli("ls", "--json", env=server_env)
     rows = [json.loads(x) for x in as_json.stdout.splitlines()]
-    assert {"type": "bucket", "bucket": bucket} in [
-        {"type": r["type"], "bucket": r["bucket"]} for r in rows
+    assert {"entry": "bucket", "bucket": bucket} in [
+        {"entry": r["entry"], "bucket": r["bucket"]} for r in rows
     ]
 
 
@@ -389,12 +390,15 @@ def test_ls_one_level_with_pre_lines_recursive_human_and_summarize(
 
     as_json = run_cli("ls", f"s3://{bucket}/", "--json", "--summarize", env=server_env)
     rows_json, summary = json_lines(as_json.stdout)
-    assert rows_json[0] == {"type": "prefix", "bucket": bucket, "prefix": "l1/"}
-    assert rows_json[1]["type"] == "object"
+    assert rows_json[0] == {
+        "schema": 1, "type": "listing", "entry": "prefix", "bucket": bucket, "prefix": "l1/"
+    }  # fmt: skip
+    assert (rows_json[1]["type"], rows_json[1]["entry"]) == ("listing", "object")
     assert rows_json[1]["key"] == "top.bin"
     assert rows_json[1]["key_fingerprint"] is None
-    assert summary == {"summary": True, "objects": 1, "bytes": 3 * 1024 * 1024 // 2,
-                       "delete_markers": 0, "prefixes": 1}  # fmt: skip
+    assert summary == {"schema": 1, "type": "summary", "command": "ls", "objects": 1,
+                       "bytes": 3 * 1024 * 1024 // 2, "delete_markers": 0,
+                       "prefixes": 1}  # fmt: skip
 
 
 def sum_size(admin: Any, bucket: str, prefix: str) -> int:

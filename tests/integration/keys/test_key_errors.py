@@ -62,10 +62,11 @@ def test_missing_key_exit_3(
     assert "SSE-C encrypted and no key was given" in result.stderr
     assert "--key-file" in result.stderr
     error = json.loads(result.stdout)
-    assert error["status"] == "error"
-    assert error["error"] == "MissingKeyError"
+    assert (error["type"], error["error_type"]) == ("error", "MissingKeyError")
     assert error["key"] == "obj.bin"
     assert error["exit_code"] == 3
+    assert "--key-file" in error["hint"]
+    assert "\n" not in error["error"]
     _assert_untouched(dest)
 
 

@@ -197,7 +197,7 @@ def test_json_error_on_stdout_retry_line_on_stderr(
     lines = out.splitlines()
     assert len(lines) == 1
     error = json.loads(lines[0])
-    assert error["error"] == "NoAnswerError"
+    assert error["error_type"] == "NoAnswerError"
     assert error["exit_code"] == 1
     assert "attempt 2 of 2" not in out
     assert "WARNING: no answer from" in err

@@ -23,6 +23,7 @@ from ssec_transfer.cli.options import typed_key_material
 from ssec_transfer.core.errors import KeyFileError
 from ssec_transfer.keys.customer import SSECustomerKey
 from ssec_transfer.keys.redact import KEY_MATERIAL, key_form, key_tokens, redact_key_material
+from tests.support.json_schema import validate_lines
 
 RAW = bytes(range(200, 232))  # its standard base64 holds "/" and "+", its URL-safe "_" and "-"
 STD = base64.b64encode(RAW).decode()
@@ -126,10 +127,11 @@ def test_key_material_given_to_a_key_option_is_refused_and_not_repeated(
     assert "never accepted on the command line" in err
     assert_not_echoed(value, out, err)
     if as_json:
-        line = json.loads(out)
-        assert line["status"] == "error"
+        [line] = validate_lines(out)
+        assert (line["type"], line["error_type"]) == ("error", "KeyFileError")
         assert line["exit_code"] == 2
-        assert "this looks like key material" in line["message"]
+        assert "this looks like key material" in line["error"]
+        assert "never accepted on the command line" in line["hint"]  # not inside "error"
 
 
 @pytest.mark.parametrize(
@@ -179,7 +181,7 @@ def test_a_key_in_a_positional_argument_is_redacted_from_the_error(
     assert KEY_MATERIAL in err
     assert_not_echoed(value, out, err)
     if as_json:
-        assert KEY_MATERIAL in json.loads(out)["message"]
+        assert KEY_MATERIAL in json.loads(out)["error"]
 
 
 @forms

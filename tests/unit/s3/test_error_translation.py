@@ -48,6 +48,7 @@ from ssec_transfer.s3.errors import (
     translate,
     translated,
 )
+from tests.support.json_schema import validate_lines
 
 BUCKET, KEY = "products", "l1/scene.nc"
 URL = f"s3://{BUCKET}/{KEY}"
@@ -466,12 +467,18 @@ def test_cli_exits_with_the_class_exit_code(
     out, stderr = capsys.readouterr()
     assert stderr.startswith(f"ssec-transfer: error: GetObject {URL}: ")
     assert "\n  hint: " in stderr
-    reported = json.loads(out)
-    assert reported["status"] == "error"
-    assert reported["error"] == type(err).__name__
+    [reported] = validate_lines(out)
+    assert (reported["type"], reported["command"]) == ("error", "ls")
+    assert reported["error_type"] == type(err).__name__
     assert reported["exit_code"] == exit_code
-    assert (reported["operation"], reported["bucket"], reported["key"]) == ("GetObject", BUCKET,
-                                                                           KEY)  # fmt: skip
+    assert (reported["request"], reported["bucket"], reported["key"]) == ("GetObject", BUCKET,
+                                                                         KEY)  # fmt: skip
+    assert reported["error"] == stderr.removeprefix("ssec-transfer: error: ").split("\n")[0]
+    assert reported["hint"] == err.hint
+    assert (reported["http_status"], reported["request_id"]) == (
+        err.context.status,
+        err.context.request_id,
+    )
     assert KEY_MATERIAL.export_base64() not in out + stderr
 
 
