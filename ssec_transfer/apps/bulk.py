@@ -29,7 +29,7 @@ from ssec_transfer.apps.sources import (
     printable,
     walk_sources,
 )
-from ssec_transfer.core.crc import crc32c, digest_text
+from ssec_transfer.core.crc import file_digest
 from ssec_transfer.core.errors import (
     ErrorContext,
     KeyProblemError,
@@ -346,14 +346,6 @@ class _Progress:
         return lambda done, total: on_bytes(done) if done else None
 
 
-def _file_crc(path: Path) -> str:
-    crc = 0
-    with path.open("rb") as f:
-        while chunk := f.read(1024 * 1024):
-            crc = crc32c(chunk, crc)
-    return digest_text(crc)
-
-
 async def _already_there(engine: Any, job: TransferJob) -> bool:
     """True when the object and the local file provably hold the same bytes already."""
     ledger = engine.ledger
@@ -377,7 +369,7 @@ async def _already_there(engine: Any, job: TransferJob) -> bool:
     here = await anyio.to_thread.run_sync(os.path.abspath, job.path)
     if entry.local_path in (str(job.path), here) and entry.local_mtime_ns == local.st_mtime_ns:
         return True
-    return bool(await anyio.to_thread.run_sync(_file_crc, job.path) == entry.checksum)
+    return bool(await anyio.to_thread.run_sync(file_digest, job.path) == entry.checksum)
 
 
 KeyResolver = Callable[[TransferJob], Awaitable[SSECustomerKey | None]]

@@ -44,7 +44,7 @@ from ssec_transfer.apps.sync_plan import (
     needs_inspection,
     verdict,
 )
-from ssec_transfer.core.crc import crc32c, digest_text
+from ssec_transfer.core.crc import file_digest
 from ssec_transfer.core.errors import (
     ErrorContext,
     LocalIOError,
@@ -208,14 +208,6 @@ async def _inspect(engine: TransferEngine, side: Prefix, rel: str, entry: _Entry
     return replace(entry.facts, sealed=info.sealed, checksum=recorded or stored)
 
 
-def _file_crc(path: Path) -> str:
-    crc = 0
-    with path.open("rb") as f:
-        while chunk := f.read(1024 * 1024):
-            crc = crc32c(chunk, crc)
-    return digest_text(crc)
-
-
 async def _object_crc(engine: TransferEngine, side: Prefix, rel: str) -> str | None:
     """`--checksum` with nothing recorded: read the object whole for its CRC32C."""
     sink = await anyio.to_thread.run_sync(Path(os.devnull).open, "wb")
@@ -238,7 +230,7 @@ async def _settle(
     obj_side = spec.dest if spec.direction == "upload" else spec.source
     if said.read_object and isinstance(obj_side, Prefix):
         expected = await _object_crc(engine, obj_side, rel)
-    actual = await anyio.to_thread.run_sync(_file_crc, local)
+    actual = await anyio.to_thread.run_sync(file_digest, local)
     return said if actual == expected else Verdict("send", "checksum-differs")
 
 

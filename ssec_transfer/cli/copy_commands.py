@@ -27,6 +27,7 @@ from ssec_transfer.cli.options import (
     add_dryrun,
     add_key,
     add_output,
+    add_source_key,
     add_tuning,
     add_via,
     load_key,
@@ -63,10 +64,7 @@ def _register_cp(command: CommandFactory) -> None:
     cp.add_argument("--recursive", action="store_true", help="every object under SRC/")
     add_via(cp)
     add_dryrun(cp, "copied")
-    src_keys = cp.add_argument_group("source key (for an SSE-C source)")
-    sm = src_keys.add_mutually_exclusive_group()
-    sm.add_argument("--source-key-file", metavar="PATH", help="the source object's key file")
-    sm.add_argument("--source-key-env", metavar="NAME", help="variable with its base64 key")
+    add_source_key(cp, "source key (for an SSE-C source)")
     add_key(cp, required=False)
     keyring_cli.add_keyring_options(cp)
     add_connection(cp)

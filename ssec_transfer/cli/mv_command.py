@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ssec_transfer.cli import argtypes
 from ssec_transfer.cli.common import (
     engine_for,
     other_key,
@@ -30,8 +29,9 @@ from ssec_transfer.cli.options import (
     add_dryrun,
     add_filters,
     add_key,
-    add_ledger,
     add_output,
+    add_run_of_files,
+    add_source_key,
     add_tuning,
     add_via,
     load_key,
@@ -86,21 +86,10 @@ def register(command: CommandFactory) -> None:
         "s3://b/p means s3://b/p/)",
     )
     add_filters(g)
-    g.add_argument("--fail-fast", action="store_true", help="stop at the first failed file")
-    g.add_argument(
-        "--max-files",
-        type=argtypes.positive_int,
-        metavar="N",
-        help="files in progress at once (default: twice --concurrency)",
-    )
-    add_ledger(g)
-    g.add_argument("--no-ledger", action="store_true", help="do not record transfers in the ledger")
+    add_run_of_files(g)
     add_dryrun(g, "moved (nothing is removed either)")
     add_via(mv)
-    src_keys = mv.add_argument_group("source key (s3:// to s3://, for an SSE-C source)")
-    sm = src_keys.add_mutually_exclusive_group()
-    sm.add_argument("--source-key-file", metavar="PATH", help="the source object's key file")
-    sm.add_argument("--source-key-env", metavar="NAME", help="variable with its base64 key")
+    add_source_key(mv, "source key (s3:// to s3://, for an SSE-C source)")
     add_key(mv, required=False)
     add_connection(mv)
     add_tuning(mv)

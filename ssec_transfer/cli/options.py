@@ -248,6 +248,27 @@ def add_dryrun(g: argparse.ArgumentParser | argparse._ArgumentGroup, what: str) 
     )
 
 
+def add_run_of_files(g: argparse._ArgumentGroup) -> None:
+    """What every run of many files takes: --fail-fast, --max-files, --ledger, --no-ledger."""
+    g.add_argument("--fail-fast", action="store_true", help="stop at the first failed file")
+    g.add_argument(
+        "--max-files",
+        type=argtypes.positive_int,
+        metavar="N",
+        help="files in progress at once (default: twice --concurrency)",
+    )
+    add_ledger(g)
+    g.add_argument("--no-ledger", action="store_true", help="do not record transfers in the ledger")
+
+
+def add_source_key(p: argparse.ArgumentParser, title: str) -> None:
+    """--source-key-file / --source-key-env: the key of an SSE-C source object (`cp`, `sync`
+    and `mv` from S3 to S3), read with `common.other_key`."""
+    group = p.add_argument_group(title).add_mutually_exclusive_group()
+    group.add_argument("--source-key-file", metavar="PATH", help="the source objects' key file")
+    group.add_argument("--source-key-env", metavar="NAME", help="variable with their base64 key")
+
+
 def add_bulk(p: argparse.ArgumentParser) -> None:
     """--recursive, --manifest and what goes with many files, including the Dask options."""
     g = p.add_argument_group("many files")
@@ -278,7 +299,7 @@ def add_bulk(p: argparse.ArgumentParser) -> None:
         help="send only what is missing or different, proven by size and the CRC32C digest "
         "recorded in the ledger (not the ETag, which is no MD5 under SSE-C)",
     )
-    g.add_argument("--fail-fast", action="store_true", help="stop at the first failed file")
+    add_run_of_files(g)
     add_dryrun(g, "transferred")
     g.add_argument(
         "--resume",
@@ -287,14 +308,6 @@ def add_bulk(p: argparse.ArgumentParser) -> None:
         "not sent again; the same key is required), and keep finished parts if this run is "
         "interrupted too; without it an interrupted upload is aborted",
     )
-    g.add_argument(
-        "--max-files",
-        type=argtypes.positive_int,
-        metavar="N",
-        help="files in progress at once (default: twice --concurrency)",
-    )
-    add_ledger(g)
-    g.add_argument("--no-ledger", action="store_true", help="do not record transfers in the ledger")
     _add_dask(p.add_argument_group("Dask cluster (pip install 'ssec-transfer[dask]')"))
 
 

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ssec_transfer.cli import argtypes
 from ssec_transfer.cli.common import engine_for, other_key, progress_enabled
 from ssec_transfer.cli.options import (
     CommandFactory,
@@ -21,9 +20,10 @@ from ssec_transfer.cli.options import (
     add_dryrun,
     add_filters,
     add_key,
-    add_ledger,
     add_object_options,
     add_output,
+    add_run_of_files,
+    add_source_key,
     add_tuning,
     load_key,
 )
@@ -80,23 +80,10 @@ def register(command: CommandFactory) -> None:
         default=True,
         help="follow symbolic links in a local SRC (default), as put --recursive does",
     )
-    g.add_argument("--fail-fast", action="store_true", help="stop at the first failed file")
-    g.add_argument(
-        "--max-files",
-        type=argtypes.positive_int,
-        metavar="N",
-        help="files in progress at once (default: twice --concurrency)",
-    )
-    add_ledger(g)
-    g.add_argument("--no-ledger", action="store_true", help="do not record transfers in the ledger")
+    add_run_of_files(g)
     add_key(sync, required=False)
     add_object_options(sync, no_clobber=False)
-    src_keys = sync.add_argument_group("source key (sync from S3 to S3 under another key)")
-    sm = src_keys.add_mutually_exclusive_group()
-    sm.add_argument(
-        "--source-key-file", metavar="PATH", help="SRC's key file (default: --key-file)"
-    )
-    sm.add_argument("--source-key-env", metavar="NAME", help="variable with SRC's base64 key")
+    add_source_key(sync, "source key (S3 to S3 under another key; default: --key-file)")
     add_connection(sync)
     add_tuning(sync)
     add_output(sync)

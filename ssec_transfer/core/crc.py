@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import os
 from collections.abc import Iterable, Sequence
 
 import google_crc32c
@@ -72,3 +73,12 @@ def combine_parts(parts: Iterable[tuple[int, int]]) -> int:
 def digest_text(crc: int) -> str:
     """How a whole-object digest is written in results and records: `crc32c:BASE64`."""
     return "crc32c:" + base64.b64encode(crc.to_bytes(4, "big")).decode("ascii")
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """A file's CRC32C as `digest_text` writes it, read in 1 MiB pieces. Blocking."""
+    crc = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1024 * 1024):
+            crc = crc32c(chunk, crc)
+    return digest_text(crc)
