@@ -215,16 +215,22 @@ class _FilterAction(argparse.Action):
         namespace.filters = rules
 
 
-def add_filters(g: argparse.ArgumentParser | argparse._ArgumentGroup, what: str = "paths") -> None:
+def add_filters(
+    g: argparse.ArgumentParser | argparse._ArgumentGroup,
+    what: str = "paths",
+    *,
+    when: str = "with --recursive: ",
+) -> None:
     """--include/--exclude GLOB, kept in order in `args.filters` (`bulk.is_included` applies
-    them); `what` names what they match in the help ("paths", "keys")."""
+    them); `what` names what they match in the help ("paths", "keys"), `when` when they apply
+    (empty for `sync`, which always takes many)."""
     g.add_argument(
         "--include",
         action=_FilterAction,
         const="include",
         dest="filters",
         metavar="GLOB",
-        help=f"with --recursive: include {what} matching GLOB (relative {what}, later rules win)",
+        help=f"{when}include {what} matching GLOB (relative {what}, later rules win)",
     )
     g.add_argument(
         "--exclude",
@@ -232,7 +238,7 @@ def add_filters(g: argparse.ArgumentParser | argparse._ArgumentGroup, what: str 
         const="exclude",
         dest="filters",
         metavar="GLOB",
-        help=f"with --recursive: exclude {what} matching GLOB",
+        help=f"{when}exclude {what} matching GLOB",
     )
 
 

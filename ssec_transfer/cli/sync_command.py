@@ -73,7 +73,7 @@ def register(command: CommandFactory) -> None:
         help="prove equality by CRC32C only (rclone's --checksum): read the local file and, "
         "where no CRC32C is sealed or recorded, the object",
     )
-    add_filters(g, "paths")
+    add_filters(g, "paths", when="")
     g.add_argument(
         "--follow-symlinks",
         action=argparse.BooleanOptionalAction,
