@@ -93,6 +93,7 @@ def _register_rotate(command: CommandFactory) -> None:
         help="on versioned buckets, delete each old version after its copy is verified",
     )
     add_via(rotate)
+    add_dryrun(rotate, "rotated (listing the prefix or the versions)")
     add_key(rotate, required=False)
     new_keys = rotate.add_argument_group("new key (required)")
     nm = new_keys.add_mutually_exclusive_group(required=True)
@@ -201,6 +202,36 @@ async def _dry_copy(
     return 0
 
 
+async def _dry_rotate(
+    args: argparse.Namespace, engine: TransferEngine, bucket: str, key: str, new_key: SSECustomerKey
+) -> int:
+    """rotate --dryrun: each object (or version) the same command would rewrite, as aws-style
+    lines; the old key is not even needed to list them."""
+    from ssec_transfer.apps.remove import folder_prefix
+    from ssec_transfer.core.report import object_record
+    from ssec_transfer.s3.listing import list_objects
+
+    if args.recursive or args.all_versions:
+        prefix = folder_prefix(key) if args.recursive else key
+        targets = [
+            (o.key, o.version_id if args.all_versions else None)
+            async for o in list_objects(
+                engine.client, bucket, prefix, versions=args.all_versions
+            )
+            if not o.delete_marker and (args.recursive or o.key == key)
+            and (args.all_versions or o.is_latest)
+        ]  # fmt: skip
+    else:
+        targets = [(key, args.version_id)]
+    for name, version in targets:
+        url = f"s3://{bucket}/{name}" + (f"?versionId={version}" if version else "")
+        if args.json:
+            print_json(object_record("rotate", "dryrun", source=url, destination=url,
+                                     version_id=version))  # fmt: skip
+        print(f"(dryrun) rotate: {url} to key {new_key.fingerprint}", file=sys.stderr)
+    return 0
+
+
 async def _new_key(args: argparse.Namespace) -> SSECustomerKey:
     """rotate's new key, refused when it exists only in an environment variable."""
     new_key = other_key(args.new_key_file, args.new_key_env, prefix="new-key")
@@ -235,6 +266,8 @@ async def cmd_rotate(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     async with engine_for(args) as engine:
+        if args.dryrun:
+            return await _dry_rotate(args, engine, url.bucket, url.key, new_key)
         if old_key is None and not args.recursive and not args.all_versions:
             old_key = await key_for_object(args, engine, None, url.bucket, url.key, args.version_id)
         old_key = require_key(old_key, "rotate")

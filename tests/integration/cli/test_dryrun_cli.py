@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from ssec_transfer.keys.customer import SSECustomerKey
+from ssec_transfer.s3.sse import sse_params
 from tests.support.helpers import run_cli
 
 pytestmark = pytest.mark.integration
@@ -50,3 +51,28 @@ def test_put_and_get_dryrun_send_and_write_nothing(
     assert f"(dryrun) download: s3://{bucket}/l1/sub/b.nc to {dest / 'sub/b.nc'}" in done.stderr
     assert "2 would be transferred" in done.stderr
     assert not dest.exists()
+
+
+def test_cp_and_rotate_dryrun_change_nothing(
+    tmp_path: Path, bucket: str, key_file: tuple[Path, SSECustomerKey],
+    server_env: dict[str, str], admin: Any,
+) -> None:  # fmt: skip
+    key_path, key = key_file
+    new_path = tmp_path / "new.key"
+    SSECustomerKey.generate().write_new_file(new_path)
+    for name in ("l1/a.nc", "l1/sub/b.nc"):
+        admin.put_object(Bucket=bucket, Key=name, Body=b"x" * 10, **sse_params(key))
+    done = run_cli("cp", f"s3://{bucket}/l1/", f"s3://{bucket}/l2/", "--recursive",
+                   "--source-key-file", key_path, "--key-file", key_path, "--dryrun", "--json",
+                   env=server_env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"(dryrun) copy: s3://{bucket}/l1/sub/b.nc to s3://{bucket}/l2/sub/b.nc" in done.stderr
+    assert [json.loads(line)["status"] for line in done.stdout.splitlines()] == ["dryrun"] * 2
+    done = run_cli("rotate", f"s3://{bucket}/l1/", "--recursive", "--key-file", key_path,
+                   "--new-key-file", new_path, "--dryrun", env=server_env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"(dryrun) rotate: s3://{bucket}/l1/a.nc to key" in done.stderr
+    keys = sorted(o["Key"] for o in admin.list_objects_v2(Bucket=bucket)["Contents"])
+    assert keys == ["l1/a.nc", "l1/sub/b.nc"]
+    got = admin.get_object(Bucket=bucket, Key="l1/a.nc", **sse_params(key))  # the old key still
+    assert got["Body"].read() == b"x" * 10
