@@ -34,6 +34,7 @@ HEAVY = (
     "ssec_transfer.engine",
     "ssec_transfer.s3.client",
     "shtab",  # only `completion` needs it
+    "prometheus_client",  # only `watch --metrics-port/--metrics-file` needs it
     "tomllib",  # the config file is not read for --version and --help
 )
 
