@@ -50,11 +50,11 @@ def sync(
 
 def objects(rows: list[dict[str, Any]]) -> dict[str, tuple[str, str | None]]:
     """source (or destination of a deletion) -> (status, reason)."""
-    return {r["source"]: (r["status"], r["reason"]) for r in rows if not r.get("summary")}
+    return {r["source"]: (r["status"], r["reason"]) for r in rows if r["type"] == "object"}
 
 
 def statuses(rows: list[dict[str, Any]]) -> list[str]:
-    return sorted(r["status"] for r in rows if not r.get("summary"))
+    return sorted(r["status"] for r in rows if r["type"] == "object")
 
 
 def keys_in(admin: Any, bucket: str) -> list[str]:
@@ -70,7 +70,7 @@ def test_a_second_sync_from_another_machine_sends_nothing(
     code, rows, err = sync(src, f"s3://{bucket}/l1/", "--key-file", key_path, env=server_env)
     assert code == 0, err
     assert statuses(rows) == ["ok"] * 4
-    assert {r["reason"] for r in rows if not r.get("summary")} == {"new"}
+    assert {r["reason"] for r in rows if r["type"] == "object"} == {"new"}
 
     # Another machine: the same files copied with their mtimes (cp -p), no ledger.
     elsewhere = tmp_path / "elsewhere"
@@ -78,9 +78,9 @@ def test_a_second_sync_from_another_machine_sends_nothing(
     code, rows, err = sync(elsewhere, f"s3://{bucket}/l1", "--key-file", key_path, env=server_env)
     assert code == 0, err
     assert statuses(rows) == ["skipped"] * 4
-    assert {r["reason"] for r in rows if not r.get("summary")} == {"same-sealed"}
+    assert {r["reason"] for r in rows if r["type"] == "object"} == {"same-sealed"}
     summary = rows[-1]
-    assert summary["summary"] is True
+    assert summary["type"] == "summary"
     assert (summary["ok"], summary["skipped"], summary["bytes"]) == (0, 4, 0)
 
 
