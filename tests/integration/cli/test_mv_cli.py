@@ -45,8 +45,8 @@ def read(admin: Any, bucket: str, key: str, sse: SSECustomerKey, **extra: str) -
 
 def json_lines(stdout: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     rows = [json.loads(line) for line in stdout.splitlines() if line.strip()]
-    [summary] = [r for r in rows if r.get("summary")]
-    return [r for r in rows if not r.get("summary")], summary
+    [summary] = [r for r in rows if r["type"] == "summary"]
+    return [r for r in rows if r["type"] != "summary"], summary
 
 
 @pytest.fixture
@@ -106,7 +106,7 @@ def test_mv_recursive_to_s3_moves_every_file_and_leaves_what_it_must(
     assert all(r["operation"] == "move" and r["source_removed"] for r in rows)
     assert summary["ok"] == 3
     assert summary["excluded"] == 2  # the rule and the link
-    assert summary["operation"] == "move"
+    assert summary["command"] == "mv"
     assert "3 moved, 0 skipped, 0 failed" in moved.stderr
     for rel, content in data.items():
         assert read(admin, bucket, f"in/{rel}", key) == content

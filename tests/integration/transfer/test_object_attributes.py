@@ -163,7 +163,7 @@ def test_no_clobber_in_bulk_runs_reports_existing_objects_as_skipped(
                      "--no-clobber", "--json", *SMALL_PARTS, env=server_env)  # fmt: skip
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
-    outcomes = {line["destination"]: line for line in lines if not line.get("summary")}
+    outcomes = {line["destination"]: line for line in lines if line["type"] == "object"}
     for name, status in (("a.nc", "skipped"), ("b.nc", "skipped"), ("c.nc", "ok"),
                          ("d.nc", "ok")):  # fmt: skip
         outcome = outcomes[f"s3://{bucket}/l1/{name}"]
