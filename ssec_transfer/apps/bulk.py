@@ -22,6 +22,7 @@ import anyio
 from anyio.abc import ObjectSendStream
 
 from ssec_transfer.apps.sources import (
+    DefaultExcludes,
     Found,
     SourceProblemError,
     check_source,
@@ -140,6 +141,24 @@ def is_included(relative: str, rules: Sequence[FilterRule]) -> bool:
     return included
 
 
+def leading_include(rules: Sequence[FilterRule]) -> str | None:
+    """The pattern of an --include that comes before any --exclude, or None.
+
+    In aws's ordered rules everything starts included, so such an include changes nothing:
+    `--include '*.nc'` alone still sends every file. Whoever wrote it almost surely meant
+    "only these", which is `--exclude '*' --include '*.nc'`."""
+    for kind, pattern in rules:
+        if kind == "exclude":
+            return None
+        return pattern
+    return None
+
+
+def only_these_hint(pattern: str) -> str:
+    """The rules that mean "only paths matching `pattern`"."""
+    return f"--exclude '*' --include '{pattern}'"
+
+
 # -- planners ----------------------------------------------------------------------------------
 
 
@@ -158,6 +177,11 @@ class DirectoryPlan:
 
     jobs: list[TransferJob]
     excluded: list[tuple[str, str]] = field(default_factory=list)
+
+
+def folder_excluded(rel: str, rules: Sequence[FilterRule]) -> bool:
+    """Whether a folder that could not be entered is left out by `rules` (see below)."""
+    return _folder_excluded(rel, rules)
 
 
 def _folder_excluded(rel: str, rules: Sequence[FilterRule]) -> bool:
@@ -215,18 +239,25 @@ def plan_directory(
     sse_key: SSECustomerKey | None,
     rules: Sequence[FilterRule] = (),
     follow_symlinks: bool = True,
+    default_excludes: bool = False,
 ) -> DirectoryPlan:
     """Every path under `root`: regular files to send (symbolic links to files and folders
-    followed unless `follow_symlinks` is False, loops detected), and whatever cannot be sent."""
+    followed unless `follow_symlinks` is False, loops detected), and whatever cannot be sent.
+    `default_excludes` leaves out dot files and partial files (`sources.default_excluded`,
+    listed in `excluded` as "default") before the rules are applied."""
     if not root.is_dir():
         raise UsageError(f"{root} is not a directory", hint="--recursive uploads a directory")
+    pruned = DefaultExcludes() if default_excludes else None
     try:
-        return plan_sources(
-            walk_sources(root, follow_symlinks=follow_symlinks), bucket, prefix,
+        plan = plan_sources(
+            walk_sources(root, follow_symlinks=follow_symlinks, prune=pruned), bucket, prefix,
             sse_key=sse_key, rules=rules,
         )  # fmt: skip
     except OSError as exc:  # listing `root` itself
         raise UsageError(f"cannot list {printable(root)}: {exc.strerror or exc}") from None
+    if pruned is not None:
+        plan.excluded.extend((rel, "default") for rel in pruned.left_out)
+    return plan
 
 
 def plan_directory_upload(

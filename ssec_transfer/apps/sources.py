@@ -16,6 +16,13 @@ whose `reason` is one of `REASONS` and whose message starts with that reason in 
 - ``symlink``: a symbolic link not followed (``--no-follow-symlinks``, or a linked folder in
   ``watch``).
 
+Left out on purpose, not as a problem, unless the command is told otherwise
+(``--no-default-excludes``): the *default excludes* of `put --recursive`, `sync` from a local
+folder and `watch` (`default_excluded`): a path with a hidden component (a file or folder
+whose name starts with ``.``) and a file being written under a temporary name
+(`PARTIAL_SUFFIXES`, what browsers, WinSCP, curl, rsync and most producers write before they
+rename). Uploading those sends what nobody meant to publish or a file that is not complete.
+
 Nothing here opens a file for reading data, and nothing blocks: special files are found by
 `stat`, and the readability probe opens with ``O_NONBLOCK``.
 """
@@ -54,6 +61,18 @@ REASONS: dict[str, str] = {
     "symlink": "symbolic link not followed",
 }
 MAX_KEY_BYTES = 1024  # S3's limit on an object key, in UTF-8 bytes
+# Names of files (or folders) still being written, matched in any case: `x.nc.tmp`, `x.PART`.
+PARTIAL_SUFFIXES = (".tmp", ".part", ".partial", ".filepart", ".crdownload")
+
+
+def default_excluded(rel: str) -> bool:
+    """Whether a relative posix path is one of the default excludes: any of its components
+    starts with ``.`` (dot files, and everything in a dot folder) or ends with one of
+    `PARTIAL_SUFFIXES` (any case). A folder's trailing ``/`` is ignored."""
+    for part in rel.rstrip("/").split("/"):
+        if part.startswith(".") or part.lower().endswith(PARTIAL_SUFFIXES):
+            return True
+    return False
 
 
 class SourceProblemError(LocalIOError):
@@ -112,6 +131,20 @@ def key_problem(key: str) -> SourceProblemError | None:
             hint="shorten the path or the prefix",
         )
     return None
+
+
+class DefaultExcludes:
+    """A `walk_sources` prune that leaves the default excludes out (a dot folder is not even
+    entered) and remembers each path it left out, for the -v report and the excluded count."""
+
+    def __init__(self) -> None:
+        self.left_out: list[str] = []
+
+    def __call__(self, rel: str, path: Path) -> bool:
+        if default_excluded(rel):
+            self.left_out.append(rel)
+            return True
+        return False
 
 
 _KINDS = (

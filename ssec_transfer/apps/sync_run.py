@@ -35,7 +35,12 @@ from ssec_transfer.apps.bulk import (
     safe_relative,
 )
 from ssec_transfer.apps.remove import RemovalTarget, delete_many, folder_prefix
-from ssec_transfer.apps.sources import printable, walk_sources
+from ssec_transfer.apps.sources import (
+    DefaultExcludes,
+    default_excluded,
+    printable,
+    walk_sources,
+)
 from ssec_transfer.apps.sync_plan import (
     Direction,
     Facts,
@@ -92,6 +97,9 @@ class SyncSpec:
     dryrun: bool = False
     checksum: bool = False  # compare contents by CRC32C, reading what is not recorded
     follow_symlinks: bool = True
+    # From a local folder: leave out dot files and partial files (`sources.default_excluded`)
+    # on both sides, so --delete never removes an object the source only left out.
+    default_excludes: bool = False
 
     @property
     def direction(self) -> Direction:
@@ -154,7 +162,8 @@ def _walk(root: Path, spec: SyncSpec, target: Prefix | None) -> tuple[dict[str, 
     if not root.is_dir():
         raise UsageError(f"{printable(root)} is not a directory", hint="sync works on folders")
     try:
-        found = list(walk_sources(root, follow_symlinks=spec.follow_symlinks))
+        pruned = DefaultExcludes() if spec.default_excludes and target is not None else None
+        found = list(walk_sources(root, follow_symlinks=spec.follow_symlinks, prune=pruned))
     except OSError as exc:
         raise UsageError(f"cannot list {printable(root)}: {exc.strerror or exc}") from None
     entries: dict[str, _Entry] = {}
@@ -174,7 +183,7 @@ def _walk(root: Path, spec: SyncSpec, target: Prefix | None) -> tuple[dict[str, 
         entries[rel if job.problem is None else f"\0{len(entries)}"] = _Entry(
             facts, job, path=job.path
         )
-    return entries, len(plan.excluded)
+    return entries, len(plan.excluded) + (len(pruned.left_out) if pruned else 0)
 
 
 def _ns(iso: str | None) -> int | None:
@@ -182,7 +191,11 @@ def _ns(iso: str | None) -> int | None:
 
 
 async def _list(
-    engine: TransferEngine, side: Prefix, rules: Sequence[FilterRule]
+    engine: TransferEngine,
+    side: Prefix,
+    rules: Sequence[FilterRule],
+    *,
+    default_excludes: bool = False,
 ) -> dict[str, _Entry]:
     """The objects under a prefix, by relative key; keys without a relative path of their own
     (`..`, empty segments) are left to the planner of a download to refuse."""
@@ -192,6 +205,8 @@ async def _list(
         if obj.key.endswith("/") and obj.size == 0:
             continue  # a "folder" marker made by consoles
         rel = obj.key[len(prefix) :]
+        if default_excludes and default_excluded(rel):
+            continue
         if is_included(rel, rules):
             entries[rel] = _Entry(Facts(obj.size, _ns(obj.last_modified)), etag=obj.etag)
     return entries
@@ -288,7 +303,10 @@ async def plan_sync(
     if isinstance(dest, Folder):
         dst, _ = await anyio.to_thread.run_sync(_walk, dest.path, spec, None)
     else:
-        dst = await _list(engine, dest, spec.rules)
+        dst = await _list(
+            engine, dest, spec.rules,
+            default_excludes=spec.default_excludes and isinstance(source, Folder),
+        )  # fmt: skip
 
     planned: dict[str, tuple[TransferJob, Verdict]] = {}
     to_inspect: list[str] = []

@@ -22,12 +22,11 @@ command line's choice (`cli.watch_command`).
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import shutil
 import stat
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -35,7 +34,9 @@ from typing import Any, Literal
 import anyio
 from anyio.abc import TaskGroup
 
+from ssec_transfer.apps.bulk import folder_excluded, is_included
 from ssec_transfer.apps.sources import (
+    DefaultExcludes,
     SourceProblemError,
     check_source,
     key_problem,
@@ -45,6 +46,7 @@ from ssec_transfer.apps.sources import (
 from ssec_transfer.apps.watch_config import DEFAULT_STATE_NAME as DEFAULT_STATE_NAME
 from ssec_transfer.apps.watch_config import OnSuccess as OnSuccess
 from ssec_transfer.apps.watch_config import WatchConfig as WatchConfig
+from ssec_transfer.apps.watch_upkeep import Upkeep
 from ssec_transfer.core.errors import (
     ChecksumUnsupportedError,
     CredentialsError,
@@ -128,7 +130,7 @@ class WatchSummary:
     failed: int = 0  # failed attempts (uploads cancelled at shutdown too) and paths not sendable
     skipped: int = 0  # already sent before (state file)
     cancelled: int = 0  # in flight when the drain timeout ran out
-    excluded: int = 0  # distinct paths left out by --include/--exclude
+    excluded: int = 0  # paths left out by the rules or default excludes (once while present)
     bytes_uploaded: int = 0
     reasons: dict[str, int] = field(default_factory=dict)  # paths not sendable, by reason
     failing: list[str] = field(default_factory=list)  # files whose last attempt failed
@@ -169,13 +171,6 @@ class _Retry(Exception):
 # -- scanning -----------------------------------------------------------------------------------
 
 
-def matches_filters(rel: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
-    """Include globs (any; none means all), then exclude globs, on the relative posix path."""
-    if include and not any(fnmatch.fnmatchcase(rel, g) for g in include):
-        return False
-    return not any(fnmatch.fnmatchcase(rel, g) for g in exclude)
-
-
 def _is_own_file(name: str) -> bool:
     """The tool's temporary download files and the default state database with its WAL."""
     return name.startswith(DEFAULT_STATE_NAME) or (
@@ -184,17 +179,19 @@ def _is_own_file(name: str) -> bool:
 
 
 def _scan(
-    root: Path, include_hidden: bool, skip: frozenset[Path]
-) -> tuple[dict[str, _Stat], dict[str, SourceProblemError]]:
+    root: Path, default_excludes: bool, skip: frozenset[Path]
+) -> tuple[dict[str, _Stat], dict[str, SourceProblemError], list[str]]:
     """Every regular file under `root` (links to files followed, links to folders reported,
-    not followed), and every path that cannot be uploaded, with its problem."""
+    not followed), every path that cannot be uploaded, with its problem, and the paths the
+    default excludes left out (a dot folder as one, not entered)."""
     found: dict[str, _Stat] = {}
     problems: dict[str, SourceProblemError] = {}
+    defaults = DefaultExcludes()
 
     def prune(rel: str, path: Path) -> bool:
-        name = rel.rsplit("/", 1)[-1]
-        hidden = name.startswith(".") and not include_hidden
-        return hidden or path in skip or _is_own_file(name)
+        if path in skip or _is_own_file(rel.rsplit("/", 1)[-1]):
+            return True
+        return default_excludes and defaults(rel, path)
 
     try:
         for entry in walk_sources(root, into_linked_folders=False, prune=prune):
@@ -204,7 +201,7 @@ def _scan(
                 problems[entry.rel] = entry.problem
     except OSError as exc:  # listing `root` itself
         raise LocalIOError(f"cannot list {root}: {exc.strerror}") from None
-    return found, problems
+    return found, problems, defaults.left_out
 
 
 def _paths_to_skip(cfg: WatchConfig) -> frozenset[Path]:
@@ -260,7 +257,8 @@ class _Watcher:
         # paths reported as not sendable: the reason, and the stat of a file that failed its
         # check at upload time (None: found by the scan), so each is reported once
         self.unsendable: dict[str, tuple[str, _Stat | None]] = {}
-        self.excluded: set[str] = set()  # left out by --include/--exclude, for the summary
+        self.excluded: set[str] = set()  # left out by a rule or default: reported once at -v
+        self.upkeep = Upkeep(config)  # --forget-after, and what `watch --status` reads
         self.slots = anyio.CapacityLimiter(config.max_files)
         self.stopping = False
         self.active = 0
@@ -272,9 +270,11 @@ class _Watcher:
 
     async def poll(self, tg: TaskGroup) -> None:
         cfg = self.config
-        files, problems = await anyio.to_thread.run_sync(
-            _scan, self.root, cfg.include_hidden, self.skip, abandon_on_cancel=True
+        files, problems, left_out = await anyio.to_thread.run_sync(
+            _scan, self.root, cfg.default_excludes, self.skip, abandon_on_cancel=True
         )
+        for rel in left_out:
+            self._excluded(rel, "dot file or partial file, see --no-default-excludes")
         now = time.monotonic()
         for gone in self.seen.keys() - files.keys():
             del self.seen[gone]
@@ -319,18 +319,27 @@ class _Watcher:
                 ready = now - seen.since >= cfg.settle
             if ready:
                 self._start(tg, self._upload, rel, st)
+        await self.upkeep.after_poll(
+            self.state, lambda: {*files, *problems, *left_out}, self.records, self.backoff,
+            per_path=(self.announced, self.excluded),
+        )  # fmt: skip
 
     def _wanted(self, rel: str) -> bool:
-        """--include/--exclude; a folder (an unreadable one, a link to one) is left out only
-        when an exclude glob matches anything under it."""
-        cfg = self.config
-        if rel.endswith("/"):
-            wanted = not any(fnmatch.fnmatchcase(rel + "\0", g) for g in cfg.exclude)
-        else:
-            wanted = matches_filters(rel, cfg.include, cfg.exclude)
+        """The --include/--exclude rules, as put and sync apply them (`bulk.is_included`);
+        a folder (an unreadable one, a link to one) is left out only when the rules leave out
+        everything under it (`bulk.folder_excluded`)."""
+        rules: Any = self.config.rules  # ("include" | "exclude", glob): `bulk.FilterRule`
+        wanted = not folder_excluded(rel, rules) if rel.endswith("/") else is_included(rel, rules)
         if not wanted:
-            self.excluded.add(rel)
+            self._excluded(rel, "by --include/--exclude")
         return wanted
+
+    def _excluded(self, rel: str, why: str) -> None:
+        """Counted and shown at -v once while the path stays, not at every poll."""
+        if rel not in self.excluded:
+            self.excluded.add(rel)
+            self.summary.excluded += 1
+            log.info("excluded (%s): %s", why, printable(rel))
 
     def _forget_unsendable(
         self, files: dict[str, _Stat], problems: dict[str, SourceProblemError]
@@ -514,6 +523,7 @@ class _Watcher:
         attempts = previous.attempts + 1 if previous else 1
         delay = self.config.retry_interval * min(2 ** (attempts - 1), MAX_BACKOFF_FACTOR)
         self.backoff[rel] = _Backoff(attempts, time.monotonic() + delay)
+        self.upkeep.failed(rel, attempts, message, None if self.stopping else delay)
         self.summary.failed += 1
         self._emit(
             self._event(rel, "failed", size=st[0], error=message, problem=problem, started=started)
@@ -647,6 +657,5 @@ async def run_watch(
     summary = watcher.summary
     summary.failing = sorted(watcher.backoff)
     summary.not_sendable = sorted(printable(rel) for rel in watcher.unsendable)
-    summary.excluded = len(watcher.excluded)
     summary.seconds = time.perf_counter() - started
     return summary

@@ -35,6 +35,7 @@ from ssec_transfer.cli.options import (
     add_tuning,
     add_via,
     load_key,
+    warn_leading_include,
 )
 from ssec_transfer.cli.output import print_json
 from ssec_transfer.core.errors import UsageError
@@ -104,6 +105,8 @@ def _check(args: argparse.Namespace, direction: str) -> None:
             "--include/--exclude choose among the files of --recursive",
             hint="add --recursive, or name the file or object to move",
         )
+    if args.recursive:
+        warn_leading_include(args, "mv")
     if direction != "copy" and (args.source_key_file or args.source_key_env):
         raise UsageError(
             "--source-key-file/--source-key-env are for moves from s3:// to s3://",

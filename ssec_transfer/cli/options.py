@@ -10,6 +10,7 @@ build on it; nor the engine, Dask or a key's class: building the parser (`--help
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -242,6 +243,45 @@ def add_filters(
     )
 
 
+DEFAULT_EXCLUDES_HELP = (
+    "leave nothing out by default: without this, dot files, everything in dot folders and "
+    "partial files (names ending in .tmp, .part, .partial, .filepart, .crdownload, any case) "
+    "are skipped and counted as excluded"
+)
+
+
+def add_default_excludes(g: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """--no-default-excludes (alias --include-hidden, watch's older name): the commands that
+    read a local folder (`put --recursive`, `sync`, `watch`) skip dot files and partial files
+    unless told (`sources.default_excluded`); `args.default_excludes` is False when told."""
+    g.add_argument(
+        "--no-default-excludes",
+        "--include-hidden",
+        dest="default_excludes",
+        action="store_false",
+        default=True,
+        help=DEFAULT_EXCLUDES_HELP,
+    )
+
+
+def warn_leading_include(args: argparse.Namespace, command: str) -> None:
+    """Warn once when the first rule is an --include: in aws's ordered rules everything starts
+    included, so it changes nothing (`bulk.leading_include`). Not refused here, as aws does
+    not refuse it; `watch` refuses it (`watch_config`), since it may delete what it sends."""
+    from ssec_transfer.apps.bulk import leading_include, only_these_hint
+
+    pattern = leading_include(getattr(args, "filters", None) or ())
+    if pattern is None:
+        return
+    logging.getLogger("ssec_transfer.cli").warning(
+        "%s: --include '%s' comes before any --exclude, so it changes nothing: every path is "
+        "included already (rules apply in order, as in aws)\n  hint: for only these paths: %s",
+        command,
+        pattern,
+        only_these_hint(pattern),
+    )
+
+
 def add_dryrun(g: argparse.ArgumentParser | argparse._ArgumentGroup, what: str) -> None:
     """--dryrun (aws's spelling) or --dry-run (rclone's): plan, print, send nothing."""
     g.add_argument(
@@ -275,13 +315,16 @@ def add_source_key(p: argparse.ArgumentParser, title: str) -> None:
     group.add_argument("--source-key-env", metavar="NAME", help="variable with their base64 key")
 
 
-def add_bulk(p: argparse.ArgumentParser) -> None:
-    """--recursive, --manifest and what goes with many files, including the Dask options."""
+def add_bulk(p: argparse.ArgumentParser, *, local_source: bool = False) -> None:
+    """--recursive, --manifest and what goes with many files, including the Dask options;
+    `local_source` (put) adds --no-default-excludes."""
     g = p.add_argument_group("many files")
     g.add_argument(
         "-r", "--recursive", action="store_true", help="every file under a directory / prefix"
     )
     add_filters(g)
+    if local_source:
+        add_default_excludes(g)
     g.add_argument(
         "--follow-symlinks",
         action=argparse.BooleanOptionalAction,

@@ -17,6 +17,7 @@ from ssec_transfer.cli.options import (
     CommandFactory,
     Handler,
     add_connection,
+    add_default_excludes,
     add_dryrun,
     add_filters,
     add_key,
@@ -26,6 +27,7 @@ from ssec_transfer.cli.options import (
     add_source_key,
     add_tuning,
     load_key,
+    warn_leading_include,
 )
 from ssec_transfer.cli.output import print_json, shows_successes
 from ssec_transfer.core.errors import UsageError
@@ -74,6 +76,7 @@ def register(command: CommandFactory) -> None:
         "where no CRC32C is sealed or recorded, the object",
     )
     add_filters(g, "paths", when="")
+    add_default_excludes(g)
     g.add_argument(
         "--follow-symlinks",
         action=argparse.BooleanOptionalAction,
@@ -162,7 +165,9 @@ async def cmd_sync(args: argparse.Namespace) -> int:
         dryrun=args.dryrun,
         checksum=args.compare_checksums,
         follow_symlinks=args.follow_symlinks,
+        default_excludes=args.default_excludes,
     )
+    warn_leading_include(args, "sync")
     _refuse_overlap(spec.source, spec.dest)
     if isinstance(spec.source, Folder) and not spec.source.path.is_dir():
         raise UsageError(f"{args.source} is not a folder", hint="sync works on folders; use put")

@@ -42,6 +42,7 @@ from ssec_transfer.cli.options import (
     add_output,
     add_tuning,
     load_key,
+    warn_leading_include,
 )
 from ssec_transfer.cli.output import print_json, shows_successes
 from ssec_transfer.core.errors import (
@@ -64,7 +65,11 @@ if TYPE_CHECKING:
 
     Jobs = list[TransferJob] | Callable[[TransferEngine], Awaitable[list[TransferJob]]]
 # Why `put --recursive` left a path out on purpose (listed at -v, counted in the summary).
-EXCLUDED_WHY = {"rule": "by --include/--exclude", "symlink": "symbolic link, --no-follow-symlinks"}
+EXCLUDED_WHY = {
+    "rule": "by --include/--exclude",
+    "symlink": "symbolic link, --no-follow-symlinks",
+    "default": "dot file or partial file, see --no-default-excludes",
+}
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +103,7 @@ def register(command: CommandFactory) -> None:
     )
     add_key(put, required=False)
     add_object_options(put)
-    add_bulk(put)
+    add_bulk(put, local_source=True)
     add_connection(put)
     add_tuning(put)
     add_output(put)
@@ -227,11 +232,12 @@ async def cmd_put(args: argparse.Namespace) -> int:
         from ssec_transfer.apps.bulk import plan_directory
         from ssec_transfer.apps.sources import printable
 
+        warn_leading_include(args, "put")
         plan = await anyio.to_thread.run_sync(
             partial(
                 plan_directory, Path(args.source), url.bucket, url.key,
                 sse_key=require_key(key, "put"), rules=args.filters or (),
-                follow_symlinks=args.follow_symlinks,
+                follow_symlinks=args.follow_symlinks, default_excludes=args.default_excludes,
             )
         )  # fmt: skip
         for relative, why in plan.excluded:

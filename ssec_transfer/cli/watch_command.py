@@ -19,6 +19,8 @@ from ssec_transfer.cli.options import (
     CommandFactory,
     Handler,
     add_connection,
+    add_default_excludes,
+    add_filters,
     add_key,
     add_object_options,
     add_output,
@@ -26,6 +28,7 @@ from ssec_transfer.cli.options import (
     load_key,
 )
 from ssec_transfer.cli.output import print_json, shows_successes
+from ssec_transfer.core.errors import UsageError
 from ssec_transfer.s3.urls import parse_s3_url
 
 if TYPE_CHECKING:
@@ -52,10 +55,11 @@ def register(command: CommandFactory) -> None:
         "not UTF-8) is reported once with its reason, not retried in a loop; the exit code is "
         "1 if such a path, or a file whose last upload failed, remains at the end.\n\n"
         "  ssec-transfer watch /data/outbox s3://bucket/l1/ --key-file sse-c.key \\\n"
-        "      --include '*.nc' --on-success move:/data/sent --json",
+        "      --exclude '*' --include '*.nc' --on-success move:/data/sent --json\n"
+        "  ssec-transfer watch --status /data/outbox",
     )
     add_arguments(watch_cmd)
-    add_key(watch_cmd, required=True)
+    add_key(watch_cmd, required=False)  # required to watch (cmd_watch), not for --status
     add_object_options(watch_cmd, no_clobber=False)
     add_connection(watch_cmd)
     add_tuning(watch_cmd)
@@ -67,25 +71,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = WatchConfig(directory=Path("."), bucket="")
     parser.add_argument("directory", metavar="DIR", help="folder to watch (recursively)")
     parser.add_argument(
-        "target", metavar="s3://BUCKET/PREFIX/", help="objects are PREFIX + relative path"
+        "target",
+        metavar="s3://BUCKET/PREFIX/",
+        nargs="?",
+        help="objects are PREFIX + relative path",
     )
     g = parser.add_argument_group("watch")
+    add_filters(g, "paths", when="")  # aws's ordered rules; a leading --include is refused
+    add_default_excludes(g)
     g.add_argument(
-        "--include",
-        action="append",
-        default=[],
-        metavar="GLOB",
-        help="upload only relative paths matching one of these globs (repeatable)",
+        "--status",
+        action="store_true",
+        help="print what the watcher of DIR has pending, settling and failed, and when it "
+        "last uploaded (read-only, while it runs; with --json one summary line), then exit",
     )
     g.add_argument(
-        "--exclude",
-        action="append",
-        default=[],
-        metavar="GLOB",
-        help="never upload relative paths matching these globs, e.g. 'tmp/*' (repeatable)",
-    )
-    g.add_argument(
-        "--include-hidden", action="store_true", help="also upload dot files and dot folders"
+        "--forget-after",
+        type=argtypes.seconds,
+        default=d.forget_after,
+        metavar="SECONDS",
+        help="forget the record of a file gone from DIR this long (default "
+        f"{d.forget_after:g}, 30 days); until then a copy that reappears is not sent again",
     )
     g.add_argument(
         "--interval",
@@ -163,15 +169,17 @@ def _add_handling(g: argparse._ArgumentGroup, d: WatchConfig) -> None:
 
 def config_from_args(args: argparse.Namespace) -> WatchConfig:
     """The WatchConfig for parsed `watch` arguments (validated)."""
+    if not args.target:
+        raise UsageError("watch needs DIR and s3://BUCKET/PREFIX/ (or --status DIR)")
     url = parse_s3_url(args.target)
     on_success, move_to = args.on_success
     config = WatchConfig(
         directory=Path(args.directory),
         bucket=url.bucket,
         prefix=url.key,
-        include=tuple(args.include),
-        exclude=tuple(args.exclude),
-        include_hidden=args.include_hidden,
+        rules=tuple(args.filters or ()),
+        default_excludes=args.default_excludes,
+        forget_after=args.forget_after,
         interval=args.interval,
         settle=args.settle,
         marker_suffix=args.marker_suffix,
@@ -220,6 +228,10 @@ async def run_watch_until_signal(
 
 
 async def cmd_watch(args: argparse.Namespace) -> int:
+    if args.status:
+        from ssec_transfer.cli.watch_status_command import show_status
+
+        return await show_status(args)
     key = require_key(load_key(args), "watch")
     config = config_from_args(args)
 

@@ -91,7 +91,8 @@ def test_filters_map_like_aws_s3_cp(
         random_file(tree / name, 100)
     result = run_cli(
         "put", tree, f"s3://{bucket}/p", "--recursive", "--exclude", "*.tmp",
-        "--include", "sub/keep.tmp", "--key-file", key_path, env=server_env,
+        "--include", "sub/keep.tmp", "--no-default-excludes", "--key-file", key_path,
+        env=server_env,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     keys = sorted(o["Key"] for o in admin.list_objects_v2(Bucket=bucket)["Contents"])
@@ -102,6 +103,28 @@ def test_filters_map_like_aws_s3_cp(
                   "--key-file", key_path, env=server_env)  # fmt: skip
     assert got.returncode == 0, got.stderr
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == ["a.nc"]
+
+
+def test_put_recursive_skips_dot_and_partial_files_unless_told(
+    tmp_path: Path, bucket: str, server_env: dict[str, str], key_file, admin
+) -> None:  # type: ignore[no-untyped-def]
+    key_path, _ = key_file
+    tree = tmp_path / "t"
+    for name in ("a.nc", ".hidden", "x.tmp", ".git/config", "sub/b.nc.part"):
+        random_file(tree / name, 10)
+    skipped = run_cli("-v", "put", tree, f"s3://{bucket}/d/", "--recursive", "--key-file",
+                      key_path, "--include", "*.nc", env=server_env)  # fmt: skip
+    assert skipped.returncode == 0, skipped.stderr
+    assert "1 transferred, 0 skipped, 0 failed, 4 excluded" in skipped.stderr
+    assert "excluded (dot file or partial file, see --no-default-excludes): x.tmp" in skipped.stderr
+    assert "--include '*.nc' comes before any --exclude, so it changes nothing" in skipped.stderr
+    keys = sorted(o["Key"] for o in admin.list_objects_v2(Bucket=bucket)["Contents"])
+    assert keys == ["d/a.nc"]
+    sent = run_cli("put", tree, f"s3://{bucket}/all/", "--recursive", "--key-file", key_path,
+                   "--no-default-excludes", env=server_env)  # fmt: skip
+    assert sent.returncode == 0, sent.stderr
+    keys = sorted(o["Key"] for o in admin.list_objects_v2(Bucket=bucket, Prefix="all/")["Contents"])
+    assert keys == ["all/.git/config", "all/.hidden", "all/a.nc", "all/sub/b.nc.part", "all/x.tmp"]
 
 
 def test_one_failure_does_not_stop_the_others(

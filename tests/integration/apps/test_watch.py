@@ -122,8 +122,7 @@ async def test_files_are_uploaded_once_and_only_when_complete(
         directory=root,
         bucket=bucket,
         prefix="in/",
-        include=("*.bin",),
-        exclude=("tmp/*",),
+        rules=(("exclude", "*"), ("include", "*.bin"), ("exclude", "tmp/*")),
         settle=1.0,
         **FAST,
     )
@@ -135,6 +134,7 @@ async def test_files_are_uploaded_once_and_only_when_complete(
     slow = {"slow1.bin": os.urandom(2 * MiB), "sub/slow2.bin": os.urandom(9 * MiB)}  # multipart
     ignored = {
         ".hidden.bin": b"dot file",
+        "partial.bin.tmp": b"still being written",
         ".cache/x.bin": b"in a dot folder",
         "tmp/skip.bin": b"excluded",
         "notes.txt": b"not included",
@@ -381,7 +381,9 @@ async def test_paths_that_cannot_be_uploaded_are_reported_once_with_their_reason
     key = SSECustomerKey.generate()
     root, other = tmp_path / "in", tmp_path / "other"
     other.mkdir()
-    config = WatchConfig(directory=root, bucket=bucket, settle=0.2, exclude=("skip/*",), **FAST)
+    config = WatchConfig(
+        directory=root, bucket=bucket, settle=0.2, rules=(("exclude", "skip/*"),), **FAST
+    )
     await write(root / "good.bin", b"good")
     await write(root / "locked.bin", b"unreadable for now")
     await write(other / "x.bin", b"elsewhere")
@@ -512,7 +514,8 @@ def test_command_line_options_make_a_config(tmp_path: Path) -> None:
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     args = parser.parse_args(
-        [str(tmp_path), "s3://bkt/incoming/", "--include", "*.nc", "--exclude", "tmp/*",
+        [str(tmp_path), "s3://bkt/incoming/", "--exclude", "*", "--include", "*.nc",
+         "--exclude", "tmp/*", "--forget-after", "60",
          "--settle", "0.5", "--interval", "0.2", "--marker-suffix", ".done",
          "--on-success", f"move:{tmp_path / 'done'}", "--max-files", "2",
          "--state", str(tmp_path / "s.sqlite"), "--drain-timeout", "3"]
@@ -523,11 +526,12 @@ def test_command_line_options_make_a_config(tmp_path: Path) -> None:
         "incoming/",
         "incoming/a/b.nc",
     )
-    assert (config.include, config.exclude, config.marker_suffix) == (
-        ("*.nc",),
-        ("tmp/*",),
+    assert (config.rules, config.marker_suffix, config.forget_after) == (
+        (("exclude", "*"), ("include", "*.nc"), ("exclude", "tmp/*")),
         ".done",
+        60,
     )
+    assert config.default_excludes
     assert (config.on_success, config.move_to, config.verifies) == ("move", tmp_path / "done", True)
     assert (config.settle, config.interval, config.max_files, config.drain_timeout) == (
         0.5,
@@ -586,3 +590,45 @@ def test_cli_watch_uploads_and_stops_on_sigint(
     for rel, content in data.items():
         body = admin.get_object(Bucket=bucket, Key=f"cli/{rel}", **sse_params(key))["Body"]
         assert body.read() == content
+
+
+def test_watch_status_of_a_running_watcher(
+    tmp_path: Path, bucket: str, server_env: dict[str, str], key_file: Any
+) -> None:
+    """`watch --status` reads the state of a watcher that runs: what was sent, what waits."""
+    key_path, _ = key_file
+    root = tmp_path / "in"
+    root.mkdir()
+    _write(root / "sent.bin", os.urandom(2000))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ssec_transfer", "watch", str(root), f"s3://{bucket}/st/",
+         "--key-file", str(key_path), "--interval", "0.1", "--settle", "0.3",
+         "--marker-suffix", ".done", "--json"],
+        env=server_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    status_cmd = [sys.executable, "-m", "ssec_transfer", "watch", "--status", str(root), "--json"]
+    try:
+        _write(root / "sent.bin.done", b"")
+        _write(root / "waiting.bin", b"no marker yet")
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.communicate()
+            done = subprocess.run(status_cmd, env=server_env, capture_output=True, text=True)
+            if done.returncode == 0 and validate_lines(done.stdout)[-1]["uploaded"] == 1:
+                break
+            assert time.monotonic() < deadline, done.stderr
+            time.sleep(0.2)
+        report = validate_lines(done.stdout)[-1]
+        human = subprocess.run(status_cmd[:-1], env=server_env, capture_output=True, text=True)
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.communicate(timeout=60)
+    assert (report["command"], report["exit_code"], report["running"]) == ("watch-status", 0, True)
+    assert (report["target"], report["remembered"]) == (f"s3://{bucket}/st/", 1)
+    assert report["last_upload_ago"] is not None
+    assert report["last_upload_ago"] < 60
+    assert [p["path"] for p in report["paths"]["settling"]] == ["waiting.bin"]
+    assert (report["pending"], report["failed"]) == (0, 0)
+    assert human.returncode == 0
+    assert "settling (still being written" in human.stdout
+    assert "watcher: running" in human.stdout
