@@ -15,9 +15,11 @@ A path that can never be uploaded as it is (a FIFO, socket or device, a dangling
 a link loop, an unreadable file or folder, a name that is not UTF-8, a link to a folder, which
 is not followed) is reported once with its reason (`sources.REASONS`), not retried in a loop;
 it is reported again if it changes, and uploaded once it becomes a readable regular file.
-Setting `stop` ends polling, lets in-flight uploads finish for `drain_timeout` seconds, then
-cancels them (the engine aborts their multipart uploads). Which signals set it is the
-command line's choice (`cli.watch_command`).
+Setting `stop` ends polling at once (a poll sleep or a file's retry backoff does not hold
+it), lets in-flight uploads finish for `drain_timeout` seconds, then cancels them (the engine
+aborts their multipart uploads). Which signals set it is the command line's choice
+(`cli.watch_command`). A `WatchObserver` hears every event (readiness, polls, uploads,
+failures, aborts, the stop) for systemd, metrics and health (`apps.watch_observer`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ import shutil
 import stat
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,6 +50,7 @@ from ssec_transfer.apps.sources import (
 from ssec_transfer.apps.watch_config import DEFAULT_STATE_NAME as DEFAULT_STATE_NAME
 from ssec_transfer.apps.watch_config import OnSuccess as OnSuccess
 from ssec_transfer.apps.watch_config import WatchConfig as WatchConfig
+from ssec_transfer.apps.watch_observer import WatchObserver
 from ssec_transfer.apps.watch_upkeep import Upkeep
 from ssec_transfer.core.errors import (
     ChecksumUnsupportedError,
@@ -58,7 +63,7 @@ from ssec_transfer.core.errors import (
 )
 from ssec_transfer.core.report import Status as ReportStatus
 from ssec_transfer.core.report import mib_per_s, object_record
-from ssec_transfer.core.results import TransferResult
+from ssec_transfer.core.results import ProgressCallback, TransferResult
 from ssec_transfer.core.taskgroups import task_group
 from ssec_transfer.engine import TransferEngine
 from ssec_transfer.keys.customer import SSECustomerKey
@@ -94,6 +99,10 @@ class WatchEvent:
     reason: str | None = None  # a path that cannot be uploaded: why (`sources.REASONS`)
     local_path: str | None = None  # the file, as the watched folder was named
     key_fingerprint: str | None = None
+    checksum: str | None = None  # the whole-object digest the client computed (`crc32c:...`)
+    attempt: int = 1  # this file's attempt: 2 and more after failures
+    retry_in: float | None = None  # a failed upload: seconds until its next attempt (None: none)
+    timestamp: str = field(default_factory=lambda: utc_timestamp())  # when it happened
     # The failure itself where it was one of the tool's errors: its HTTP status, hint...
     problem: SSECTransferError | None = field(default=None, compare=False, repr=False)
 
@@ -113,10 +122,28 @@ class WatchEvent:
             etag=self.etag,
             version_id=self.version_id,
             key_fingerprint=self.key_fingerprint,
+            checksum=self.checksum,
             reason=self.reason,
             error=self.problem or self.error,
-            extra={"relative_path": self.path},
+            extra={
+                "relative_path": self.path,
+                "timestamp": self.timestamp,
+                "attempt": self.attempt,
+                "retry_in": self.retry_in,
+            },
         )
+
+    @property
+    def retry_plan(self) -> str | None:
+        """`retry in 30 s, attempt 3` for a failure that will be tried again."""
+        if self.retry_in is None:
+            return None
+        return f"retry in {self.retry_in:.0f} s, attempt {self.attempt + 1}"
+
+
+def utc_timestamp() -> str:
+    """Now, ISO 8601 in UTC to the second (`2026-03-01T12:00:05Z`): what log readers sort."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 _STATUS: dict[Status, ReportStatus] = {"uploaded": "ok", "skipped": "skipped", "failed": "failed"}
@@ -149,6 +176,9 @@ class WatchSummary:
 
 
 EventCallback = Callable[[WatchEvent], None]
+# A progress display for one file (its relative path, its size): a context manager giving the
+# engine's progress callback, or None for no display (`cli.progress.ProgressBar` fits).
+ProgressFactory = Callable[[str, int], AbstractContextManager[ProgressCallback | None]]
 _Stat = tuple[int, int]  # (size, mtime_ns)
 
 
@@ -241,6 +271,8 @@ class _Watcher:
         state: WatchState,
         records: dict[str, UploadRecord],
         on_result: EventCallback | None,
+        observer: WatchObserver | None = None,
+        progress: ProgressFactory | None = None,
     ) -> None:
         self.engine = engine
         self.config = config
@@ -248,6 +280,8 @@ class _Watcher:
         self.state = state
         self.records = records  # by object key, mirrors the state file
         self.on_result = on_result
+        self.observer = observer or WatchObserver()
+        self.progress = progress
         self.summary = WatchSummary()
         self.root = config.directory
         self.seen: dict[str, _Seen] = {}
@@ -323,6 +357,11 @@ class _Watcher:
             self.state, lambda: {*files, *problems, *left_out}, self.records, self.backoff,
             per_path=(self.announced, self.excluded),
         )  # fmt: skip
+        settling = len(self.seen.keys() - self.busy)
+        self.observer.queue(
+            seen=len(files), settling=settling, in_flight=self.active, failing=len(self.backoff)
+        )
+        self.observer.alive()
 
     def _wanted(self, rel: str) -> bool:
         """The --include/--exclude rules, as put and sync apply them (`bulk.is_included`);
@@ -377,6 +416,8 @@ class _Watcher:
         path = self.root / rel
         started = time.perf_counter()
         stored: UploadRecord | None = None
+        previous = self.backoff.get(rel)
+        attempt = previous.attempts + 1 if previous else 1
         try:
             if await anyio.to_thread.run_sync(_stat_file, path) != settled:
                 raise _Retry  # changed since the poll: let it settle again
@@ -385,15 +426,21 @@ class _Watcher:
             ):
                 raise _Retry
             await anyio.to_thread.run_sync(check_source, path)  # unreadable? (never blocks)
-            result = await self.engine.upload(
-                path, cfg.bucket, cfg.object_key(rel), sse_key=self.key
-            )
+            if previous is not None:
+                self.observer.retried()
+            display = self.progress(rel, settled[0]) if self.progress else nullcontext(None)
+            with display as progress:
+                shown = {"progress": progress} if progress is not None else {}
+                result = await self.engine.upload(
+                    path, cfg.bucket, cfg.object_key(rel), sse_key=self.key, **shown
+                )
             with anyio.CancelScope(shield=True):  # the object exists: write that down
                 stored = await self._store(rel, settled, result)
             if stored is None:
                 # It changed while being sent, just before the engine took its own stat.
                 # Not recorded, so it is sent again once it settles.
-                self._uploaded(rel, self._event(rel, "uploaded", result=result, started=started))
+                event = self._event(rel, "uploaded", result=result, started=started)
+                self._uploaded(rel, replace(event, attempt=attempt))
                 return
             record = await self._verify(stored) if cfg.verifies else stored
             await self._apply_on_success(rel)
@@ -413,6 +460,7 @@ class _Watcher:
             self.stopping = True  # only a stop (or the caller) cancels uploads
             self._fail(rel, message, started, st=settled)
             self.summary.cancelled += 1
+            self.observer.aborted()
             raise
         except FATAL_ERRORS:
             raise
@@ -425,7 +473,8 @@ class _Watcher:
             return
         self.backoff.pop(rel, None)
         self.unsendable.pop(rel, None)
-        self._uploaded(rel, self._event(rel, "uploaded", record=record, started=started))
+        event = self._event(rel, "uploaded", record=record, started=started, attempt=attempt)
+        self._uploaded(rel, replace(event, checksum=result.checksum))
 
     async def _store(self, rel: str, settled: _Stat, result: TransferResult) -> UploadRecord | None:
         """Record the upload, unless the file no longer is what was settled."""
@@ -442,6 +491,7 @@ class _Watcher:
         self.seen.pop(rel, None)
         self.summary.uploaded += 1
         self.summary.bytes_uploaded += event.size or 0
+        self.observer.uploaded(size=event.size or 0, seconds=event.seconds)
         self._emit(event)
 
     async def _finish_earlier(self, rel: str, st: _Stat, record: UploadRecord) -> None:
@@ -525,13 +575,17 @@ class _Watcher:
         self.backoff[rel] = _Backoff(attempts, time.monotonic() + delay)
         self.upkeep.failed(rel, attempts, message, None if self.stopping else delay)
         self.summary.failed += 1
-        self._emit(
-            self._event(rel, "failed", size=st[0], error=message, problem=problem, started=started)
-        )
-        if self.stopping:
-            log.warning("%s", _noted(rel, error, None))
-        else:
-            log.warning("%s", _noted(rel, error, f"retry in {delay:.0f} s"))
+        if not isinstance(error, str):  # a cancellation at stop is counted as aborted instead
+            self.observer.failed(kind=type(error).__name__)
+        event = self._event(
+            rel, "failed", size=st[0], error=message, problem=problem, started=started,
+            attempt=attempts,
+        )  # fmt: skip
+        if not self.stopping:
+            event = replace(event, retry_in=delay)
+        self._emit(event)
+        if self.on_result is None:  # the caller prints events; otherwise the log says it, once
+            log.warning("%s", _noted(rel, error, event.retry_plan))
 
     def _not_sendable(self, rel: str, issue: SourceProblemError, *, st: _Stat | None) -> None:
         """Report a path that cannot be uploaded as it is, once per reason (and stat)."""
@@ -540,7 +594,9 @@ class _Watcher:
         self.unsendable[rel] = (issue.reason, st)
         self.summary.failed += 1
         self.summary.reasons[issue.reason] = self.summary.reasons.get(issue.reason, 0) + 1
-        log.warning("%s", _noted(printable(rel), issue, "reported once, not retried as it is"))
+        self.observer.failed(kind=type(issue).__name__)
+        if self.on_result is None:  # the caller prints events; otherwise the log says it, once
+            log.warning("%s", _noted(printable(rel), issue, NOT_RETRIED))
         self._emit(
             WatchEvent(
                 path=printable(rel),
@@ -566,6 +622,7 @@ class _Watcher:
         error: str | None = None,
         problem: SSECTransferError | None = None,
         started: float | None = None,
+        attempt: int = 1,
     ) -> WatchEvent:
         src: UploadRecord | TransferResult | None = record or result
         return WatchEvent(
@@ -580,6 +637,8 @@ class _Watcher:
             error=error,
             local_path=printable(self.root / rel),
             key_fingerprint=src.key_fingerprint if src else None,
+            checksum=src.checksum if isinstance(src, TransferResult) else None,
+            attempt=attempt,
             problem=problem,
         )
 
@@ -588,6 +647,9 @@ class _Watcher:
             self.summary.skipped += 1
         if self.on_result is not None:
             self.on_result(event)
+
+
+NOT_RETRIED = "reported once, not retried as it is"  # the note of a path that cannot be sent
 
 
 def _noted(rel: str, error: Exception | str, note: str | None) -> str:
@@ -632,23 +694,33 @@ async def run_watch(
     *,
     on_result: EventCallback | None = None,
     stop: anyio.Event | None = None,
+    observer: WatchObserver | None = None,
+    progress: ProgressFactory | None = None,
 ) -> WatchSummary:
-    """Watch until `stop` is set (or the caller cancels), then drain and return the counts."""
+    """Watch until `stop` is set (or the caller cancels), then drain and return the counts.
+
+    `on_result` hears each file's outcome (without it, failures are logged as warnings),
+    `observer` the service events, `progress` makes a display per upload."""
     started = time.perf_counter()
     await anyio.to_thread.run_sync(config.validate)
     skip = await anyio.to_thread.run_sync(_paths_to_skip, config)
     state = await WatchState.open(config.state_file)
     try:
         records = await state.records(config.bucket)
-        watcher = _Watcher(engine, config, sse_key, state, records, on_result)
+        watcher = _Watcher(engine, config, sse_key, state, records, on_result, observer, progress)
         watcher.skip = skip
         stop = stop or anyio.Event()
         async with task_group() as tg:
+            first = True
             while not stop.is_set():
                 await watcher.poll(tg)
+                if first:
+                    watcher.observer.ready()
+                    first = False
                 with anyio.move_on_after(config.interval):
                     await stop.wait()
             watcher.stopping = True
+            watcher.observer.stopping()
             with anyio.move_on_after(config.drain_timeout):
                 await watcher.idle.wait()
             tg.cancel_scope.cancel()

@@ -1,7 +1,20 @@
-"""`watch`: the ingestion loop as a command, stopped by signals.
+"""`watch`: the ingestion loop as a command, stopped by signals, logging for an operator.
 
 The options become a `WatchConfig` here; the process's signals are the CLI's business too, so
-the first SIGINT/SIGTERM/SIGHUP drains `apps.watch.run_watch` and a second one aborts it.
+the first SIGINT/SIGTERM/SIGHUP drains `apps.watch.run_watch` and a second one aborts it:
+
+| signal          | first                                   | second (or --drain-timeout)   |
+|-----------------|-----------------------------------------|-------------------------------|
+| SIGTERM, SIGINT | no new file; uploads in flight finish   | abort them (multipart uploads |
+| SIGHUP          | (a closed terminal: stop, not a reload) | aborted), exit 143/130/129    |
+
+A stop whose drain finished everything exits 0 (1 if a file is still failing or a path cannot
+be sent); one that cancelled uploads at the drain timeout exits 1.
+
+Each event is one line on stderr: an ISO 8601 UTC timestamp, what happened, the file, the
+object, size, duration and rate; a failure once, with its retry plan. Log lines get the same
+timestamp, so the output reads the same in a terminal, a file or the journal. On a terminal,
+files of --multipart-threshold and more get a progress bar; elsewhere no bar and no `\r`.
 """
 
 from __future__ import annotations
@@ -9,6 +22,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,7 +48,9 @@ from ssec_transfer.core.errors import UsageError
 from ssec_transfer.s3.urls import parse_s3_url
 
 if TYPE_CHECKING:
-    from ssec_transfer.apps.watch import EventCallback, WatchEvent, WatchSummary
+    from ssec_transfer.apps.watch import EventCallback, ProgressFactory, WatchEvent, WatchSummary
+    from ssec_transfer.apps.watch_observer import WatchObserver
+    from ssec_transfer.core.results import ProgressCallback
     from ssec_transfer.engine import TransferEngine
     from ssec_transfer.keys.customer import SSECustomerKey
 
@@ -48,8 +66,10 @@ def register(command: CommandFactory) -> None:
         "unchanged for --settle seconds, or a marker file NAME.SUFFIX exists), to "
         "s3://BUCKET/PREFIX/ + its relative path. A state file remembers what was sent, so "
         "a restart sends nothing twice. Optionally delete or move each local file after the "
-        "upload is verified. Ctrl-C or SIGTERM stops polling and lets in-flight uploads "
-        "finish (up to --drain-timeout); a second Ctrl-C aborts them. Links to files are "
+        "upload is verified. Ctrl-C, SIGTERM or SIGHUP stops polling and lets in-flight uploads "
+        "finish (up to --drain-timeout, exit 0); a second one aborts them at once, with their "
+        "multipart uploads (exit 130, 143 or 129); so does the end of --drain-timeout (exit 1). "
+        "Links to files are "
         "followed, links to folders are not. A path that cannot be uploaded (FIFO, socket, "
         "device, dangling or looping link, link to a folder, unreadable file or folder, name "
         "not UTF-8) is reported once with its reason, not retried in a loop; the exit code is "
@@ -64,6 +84,9 @@ def register(command: CommandFactory) -> None:
     add_connection(watch_cmd)
     add_tuning(watch_cmd)
     add_output(watch_cmd)
+    from ssec_transfer.cli.watch_service import add_service_options
+
+    add_service_options(watch_cmd)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -162,8 +185,9 @@ def _add_handling(g: argparse._ArgumentGroup, d: WatchConfig) -> None:
         type=argtypes.seconds,
         default=d.drain_timeout,
         metavar="SECONDS",
-        help="on SIGINT/SIGTERM, let uploads in flight finish this long, then abort them "
-        f"(default {d.drain_timeout:g})",
+        help="on SIGINT/SIGTERM/SIGHUP, let uploads in flight finish this long, then abort "
+        f"them and exit 1 (default {d.drain_timeout:g}); keep it below systemd's "
+        "TimeoutStopSec",
     )
 
 
@@ -201,6 +225,8 @@ async def run_watch_until_signal(
     sse_key: SSECustomerKey,
     *,
     on_result: EventCallback | None = None,
+    observer: WatchObserver | None = None,
+    progress: ProgressFactory | None = None,
 ) -> WatchSummary:
     """`run_watch` that drains on the first stop signal (SIGINT, SIGTERM, SIGHUP).
 
@@ -224,7 +250,10 @@ async def run_watch_until_signal(
         stop.set()
 
     with graceful_stop(drain):
-        return await run_watch(engine, config, sse_key, on_result=on_result, stop=stop)
+        return await run_watch(
+            engine, config, sse_key, on_result=on_result, stop=stop, observer=observer,
+            progress=progress,
+        )  # fmt: skip
 
 
 async def cmd_watch(args: argparse.Namespace) -> int:
@@ -235,23 +264,85 @@ async def cmd_watch(args: argparse.Namespace) -> int:
     key = require_key(load_key(args), "watch")
     config = config_from_args(args)
 
+    from ssec_transfer.cli.common import progress_enabled
+    from ssec_transfer.cli.progress import ProgressBar
+    from ssec_transfer.cli.watch_service import observers_from_args
     from ssec_transfer.core.report import summary_record
+
+    _stamp_log_lines()
+    bars = progress_enabled(args) and not args.json
+    write = _writer(bars)
 
     def show(event: WatchEvent) -> None:
         if args.json:
             print_json(event.to_dict())
         elif event.status == "failed" or shows_successes(args):
-            detail = f": {event.error}" if event.error else ""
-            print(f"{event.status} {event.path}{detail}", file=sys.stderr)
+            write(event_line(event))
 
-    async with engine_for(args) as engine:
-        summary = await run_watch_until_signal(engine, config, key, on_result=show)
-    # Not sent for a reason other than --include/--exclude: a file whose last attempt failed,
-    # or a path that cannot be uploaded as it is (FIFO, dangling link, unreadable, ...).
-    code = 1 if summary.failing or summary.not_sendable else 0
+    def bar(rel: str, size: int) -> AbstractContextManager[ProgressCallback | None]:
+        if size < args.multipart_threshold:  # over in a moment: its line is enough
+            return nullcontext(None)
+        return ProgressBar(rel, enabled=True)
+
+    async with observers_from_args(args) as observer, engine_for(args) as engine:
+        summary = await run_watch_until_signal(
+            engine, config, key, on_result=show, observer=observer, progress=bar if bars else None
+        )
+    # Not sent for a reason other than --include/--exclude: a file whose last attempt failed
+    # or was cancelled at stop, or a path that cannot be uploaded as it is (FIFO, dangling
+    # link, unreadable, ...).
+    code = 1 if summary.failing or summary.not_sendable or summary.cancelled else 0
     if args.json:
         print_json(summary_record("watch", **summary.to_dict(), exit_code=code))
     return code
+
+
+def event_line(event: WatchEvent) -> str:
+    """The human line of one event: `TIME uploaded a.nc -> s3://b/l1/a.nc (150.0 MiB in
+    2.1 s, 71.4 MiB/s)`; a failure with its retry plan, then its hint on a line of its own."""
+    from ssec_transfer.apps.watch import NOT_RETRIED
+    from ssec_transfer.core.units import human_rate, human_size
+
+    target = f"{event.path} -> s3://{event.bucket}/{event.object_key}"
+    if event.status == "uploaded":
+        size = event.size or 0
+        figures = f"{human_size(size)} in {event.seconds:.1f} s, {human_rate(size, event.seconds)}"
+        return f"{event.timestamp} uploaded {target} ({figures})"
+    if event.status == "skipped":
+        return f"{event.timestamp} skipped {target}: sent by an earlier run"
+    note = NOT_RETRIED if event.reason else event.retry_plan
+    problem = event.problem
+    text = problem.describe() if problem is not None else event.error  # the hint comes last
+    line = f"{event.timestamp} failed {target}: {text}" + (f" ({note})" if note else "")
+    hint = problem.hint if problem is not None else None
+    return line + (f"\n  hint: {hint}" if hint else "")
+
+
+def _writer(bars: bool) -> Callable[[str], None]:
+    """Print a line on stderr; with bars on screen, above them (tqdm.write) so none is torn."""
+    if not bars:
+        return lambda text: print(text, file=sys.stderr, flush=True)
+    from tqdm import tqdm
+
+    return lambda text: tqdm.write(text, file=sys.stderr)
+
+
+class _Stamped(logging.Formatter):
+    """A log line prefixed with the events' timestamp, so warnings sort among them."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter("%(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created))
+        return f"{when} {self.inner.format(record)}"
+
+
+def _stamp_log_lines() -> None:
+    for handler in logging.getLogger().handlers:
+        if not isinstance(handler.formatter, _Stamped):
+            handler.setFormatter(_Stamped(handler.formatter))
 
 
 HANDLERS: dict[str, Handler] = {"watch": cmd_watch}
