@@ -91,5 +91,5 @@ def test_metrics_and_health_of_a_running_watch(
             proc.kill()
             proc.communicate()
     assert proc.returncode == 0, err
-    with pytest.raises(OSError):  # the endpoint went with the process
+    with pytest.raises(ConnectionRefusedError):  # the endpoint went with the process
         socket.create_connection(("127.0.0.1", port), timeout=1).close()

@@ -70,8 +70,9 @@ def put_tree(tmp_path: Path, bucket: str, prefix: str, names: list[str], env: di
         path = tree / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(os.urandom(100 + len(name)))
+    # --no-default-excludes: these tests want *.tmp objects too, which put skips by default.
     up = run_cli("put", tree, f"s3://{bucket}/{prefix}", "--recursive", "--key-file", key_path,
-                 env=env)  # fmt: skip
+                 "--no-default-excludes", env=env)  # fmt: skip
     assert up.returncode == 0, up.stderr
 
 
