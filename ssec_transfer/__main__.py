@@ -1,5 +1,5 @@
 """`python -m ssec_transfer` runs the CLI."""
 
-from ssec_transfer.cli.main import entry_point
+from ssec_transfer.cli.entry import entry_point
 
 entry_point()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+import ssec_transfer
 from ssec_transfer.cli.main import build_parser
 
 # Not needed to parse a command line: the S3 stack, the event loop, SQLite, the keyring's
@@ -182,3 +183,24 @@ def test_one_object_loads_only_its_path(tmp_path: Path, command: str) -> None:
     modules = report["modules"]
     assert isinstance(modules, list)
     assert _loaded(modules, NOT_FOR_ONE_OBJECT) == []
+
+
+def test_version_alone_is_answered_before_the_parser_loads() -> None:
+    """The console script answers `--version` without importing `cli.main` (and so none of
+    the command modules), and says exactly what argparse's --version says."""
+    probe = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('main loaded' if 'ssec_transfer.cli.main' in "
+        "sys.modules else 'main not loaded', file=sys.stderr))\n"
+        "sys.argv = ['ssec-transfer', '--version']\n"
+        "from ssec_transfer.cli.entry import entry_point\n"
+        "entry_point()\n"
+    )
+    fast = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert fast.returncode == 0
+    assert fast.stderr.strip() == "main not loaded"
+    full = subprocess.run(
+        [sys.executable, "-m", "ssec_transfer.cli.main", "--version"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert fast.stdout == full.stdout == f"ssec-transfer {ssec_transfer.__version__}\n"
