@@ -46,7 +46,7 @@ from ssec_transfer.s3.listing import (
     list_level,
     list_objects,
 )
-from ssec_transfer.s3.requests import ObjectRef, head_object, object_exists
+from ssec_transfer.s3.requests import ObjectRef, head_object, require_absent
 from ssec_transfer.state.journal import Journal, Resumable
 from ssec_transfer.state.journal import default_path as default_journal_path
 from ssec_transfer.state.ledger import Ledger
@@ -357,29 +357,11 @@ class TransferEngine:
 
     async def _require_absent(self, bucket: str, key: str) -> None:
         """With `no_clobber`, before any byte is sent: an object that exists raises
-        ObjectExistsError. A HEAD without the key: 404 is absent, 200 or 400 (an SSE-C object
-        asked without its key) is there. A 403 tells nothing (no read permission): the
-        upload goes ahead and If-None-Match has the last word, where the server honours it."""
+        ObjectExistsError (`requests.require_absent`)."""
         if not self.no_clobber:
             return
-        obj = ObjectRef(bucket, key)
-        try:
-            async with self.scheduler.request():
-                await self._require_client().head_object(Bucket=bucket, Key=key)
-        except bx.ClientError as exc:
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if status == 404:
-                return
-            if status == 403:
-                log.warning("HeadObject s3://%s/%s refused (403): cannot tell whether it "
-                            "exists; only If-None-Match keeps it from being replaced",
-                            bucket, key)  # fmt: skip
-                return
-            if status != 400:
-                raise translate(exc, obj.context("HeadObject"), key_sent=False) from exc
-        except (bx.BotoCoreError, OSError) as exc:
-            raise translate(exc, obj.context("HeadObject"), key_sent=False) from exc
-        raise object_exists(obj, "HeadObject")
+        async with self.scheduler.request():
+            await require_absent(self._require_client(), ObjectRef(bucket, key))
 
     async def _require_checksum_support(self, bucket: str, sse_key: SSECustomerKey) -> None:
         """An explicitly requested checksum must really be verified, never silently dropped."""

@@ -527,6 +527,7 @@ def add_object_options(p: argparse.ArgumentParser, *, no_clobber: bool = True) -
             help='never replace an object that exists: it is skipped (reason "exists", exit '
             "0). A HEAD checks before any byte is sent, and PutObject and "
             "CompleteMultipartUpload carry If-None-Match: *, so the server refuses an object "
-            "that appeared meanwhile, where it honours that (`ssec-transfer doctor` says). "
-            "Where it does not, only the HEAD protects, which races with another writer",
+            "that appeared meanwhile, where it honours that (`ssec-transfer doctor` says); "
+            "a multipart upload HEADs again just before Complete. Where the server ignores "
+            "If-None-Match, only the HEADs protect, which race with another writer",
         )

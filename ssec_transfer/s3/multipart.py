@@ -32,8 +32,10 @@ from ssec_transfer.s3.requests import (
     NO_CLOBBER,
     ObjectRef,
     abort_quietly,
+    naming_the_storage_class,
     object_exists,
     refused_as_existing,
+    require_absent,
 )
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,12 @@ class MultipartUpload:
         is then aborted, `keep_on_failure` or not)."""
         obj = self.obj
         condition = NO_CLOBBER if no_clobber else {}
+        if no_clobber:
+            # A HEAD just before the commit point: on a server that ignores If-None-Match on
+            # CompleteMultipartUpload (Ceph RGW 16), the race with another writer narrows from
+            # the whole upload to this instant.
+            async with self.scheduler.request():
+                await require_absent(self.client, obj, "CompleteMultipartUpload")
         # The commit point: once sent, a stop signal must not leave its outcome unknown (the
         # server may complete after the client gave up). The timeouts bound the wait.
         with (
@@ -132,7 +140,7 @@ async def _create(client: Any, scheduler: Scheduler, obj: ObjectRef, extra: dict
     ctx = obj.context("CreateMultipartUpload")
     started = datetime.now(UTC)
     try:
-        with translated(ctx, key_sent=obj.key_sent, writing=True):
+        with naming_the_storage_class(extra), translated(ctx, key_sent=obj.key_sent, writing=True):
             async with scheduler.request():
                 with anyio.CancelScope(shield=True):
                     created = await client.create_multipart_upload(**extra, **obj.params())

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,7 @@ from ssec_transfer.core.errors import (
     NoSuchBucketError,
     NoSuchVersionError,
     ObjectExistsError,
+    SSECTransferError,
     TransferFailedError,
     UnexpectedKeyError,
 )
@@ -361,10 +363,52 @@ def object_exists(obj: ObjectRef, operation: str) -> ObjectExistsError:
     )
 
 
+async def require_absent(client: Any, obj: ObjectRef, operation: str = "HeadObject") -> None:
+    """`--no-clobber`'s check: an object that exists raises ObjectExistsError (reported as
+    `operation`). A HEAD without the key: 404 is absent, 200 or 400 (an SSE-C object asked
+    without its key) is there. A 403 tells nothing (no read permission): the write goes ahead
+    and If-None-Match has the last word, where the server honours it."""
+    try:
+        await client.head_object(Bucket=obj.bucket, Key=obj.key)
+    except bx.ClientError as exc:
+        status = status_of(exc)
+        if status == 404:
+            return
+        if status == 403:
+            log.warning(
+                "HeadObject s3://%s/%s refused (403): cannot tell whether it exists; only "
+                "If-None-Match keeps it from being replaced", obj.bucket, obj.key,
+            )  # fmt: skip
+            return
+        if status != 400:
+            raise translate(exc, obj.context("HeadObject"), key_sent=False) from exc
+    except (bx.BotoCoreError, OSError) as exc:
+        raise translate(exc, obj.context("HeadObject"), key_sent=False) from exc
+    raise object_exists(obj, operation)
+
+
 def refused_as_existing(exc: BaseException, params: dict[str, Any]) -> bool:
     """A 412 to a write that carried If-None-Match: * means the object exists (it appeared
     since the HEAD, or a racing writer finished first)."""
     return bool(params.get("IfNoneMatch")) and status_of(exc) == 412
+
+
+@contextmanager
+def naming_the_storage_class(params: dict[str, Any]) -> Iterator[None]:
+    """A write that named a storage class and got a 400: servers refuse a class they lack
+    with a bare InvalidArgument (Ceph RGW takes only its placement targets' classes), so the
+    hint says which option to look at instead of the generic one."""
+    try:
+        yield
+    except SSECTransferError as exc:
+        name = params.get("StorageClass")
+        if name and exc.context.status == 400:
+            exc.hint = (
+                f"the server may have no storage class {name!r} (Ceph RGW knows only the "
+                "classes of its placement targets, STANDARD unless configured): run again "
+                "without --storage-class, or ask the operator which classes exist"
+            )
+        raise
 
 
 async def put_object(
@@ -372,7 +416,7 @@ async def put_object(
 ) -> dict[str, Any]:
     """One PutObject of `body` (with `extra` parameters such as ContentType, or NO_CLOBBER)."""
     ctx = obj.context("PutObject")
-    with translated(ctx, key_sent=obj.key_sent, writing=True):
+    with naming_the_storage_class(extra), translated(ctx, key_sent=obj.key_sent, writing=True):
         try:
             resp: dict[str, Any] = await client.put_object(
                 Body=body, **checksum, **extra, **obj.params()

@@ -33,6 +33,7 @@ SERVER_DIFFERENCES: dict[str, dict[str, str]] = {
                            "aws": "accepted"},
     "etag": {"seaweedfs": "md5-of-plaintext", "ceph": "md5-of-plaintext", "aws": "opaque"},
     "conditional_writes": {"seaweedfs": "supported", "ceph": "supported", "aws": "supported"},
+    "conditional_complete": {"seaweedfs": "supported", "ceph": "ignored", "aws": "supported"},
 }  # fmt: skip
 
 
