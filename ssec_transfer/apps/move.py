@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 import stat
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -433,15 +433,12 @@ async def finish_upload(
     import anyio
 
     url = f"s3://{result.bucket}/{printable(result.key)}"
-    source = printable(path)
-    try:
+
+    async def remove() -> None:
         await confirm_upload(engine, result, sse_key)
         await anyio.to_thread.run_sync(unlink_if_unchanged, path, before, url)
-    except SSECTransferError as exc:
-        seconds = time.perf_counter() - started
-        return MoveOutcome(source, url, "failed", result, exc, seconds)
-    seconds = time.perf_counter() - started
-    return MoveOutcome(source, url, "ok", result, seconds=seconds, source_removed=True)
+
+    return await _source_removed(remove, printable(path), url, result, started)
 
 
 async def move_object_down(
@@ -474,19 +471,15 @@ async def finish_download(
     url = f"s3://{result.bucket}/{printable(result.key)}"
     dest = printable(Path(result.path))
     version = real_version(result.version_id)
-    try:
+
+    async def remove() -> None:
         await anyio.to_thread.run_sync(_landed, Path(result.path), result.size, url)
         await remove_object(
             engine, result.bucket, result.key, sse_key=sse_key, version_id=version,
             etag=result.etag, copied_to=dest,
         )  # fmt: skip
-    except SSECTransferError as exc:
-        seconds = time.perf_counter() - started
-        return MoveOutcome(url, dest, "failed", result, exc, seconds, source_version_id=version)
-    seconds = time.perf_counter() - started
-    return MoveOutcome(
-        url, dest, "ok", result, seconds=seconds, source_version_id=version, source_removed=True
-    )
+
+    return await _source_removed(remove, url, dest, result, started, version)
 
 
 async def move_object_across(
@@ -516,18 +509,37 @@ async def finish_copy(
     src = f"s3://{result.source_bucket}/{printable(result.source_key)}"
     dst = f"s3://{result.bucket}/{printable(result.key)}"
     version = result.source_version_id
-    try:
+
+    async def remove() -> None:
         await remove_object(
             engine, result.source_bucket, result.source_key, sse_key=source_key,
             version_id=version, etag=result.source_etag, copied_to=dst,
         )  # fmt: skip
+
+    return await _source_removed(remove, src, dst, result, started, version)
+
+
+async def _source_removed(
+    remove: Callable[[], Awaitable[None]],
+    source: str,
+    destination: str,
+    result: TransferResult,
+    started: float,
+    version: str | None = None,
+) -> MoveOutcome:
+    """The outcome of a verified copy once `remove` (the source's removal) ran: ok, or failed
+    with the error that kept the source, both copies existing."""
+    try:
+        await remove()
     except SSECTransferError as exc:
         seconds = time.perf_counter() - started
-        return MoveOutcome(src, dst, "failed", result, exc, seconds, source_version_id=version)
-    seconds = time.perf_counter() - started
+        return MoveOutcome(
+            source, destination, "failed", result, exc, seconds, source_version_id=version
+        )
     return MoveOutcome(
-        src, dst, "ok", result, seconds=seconds, source_version_id=version, source_removed=True
-    )
+        source, destination, "ok", result, seconds=time.perf_counter() - started,
+        source_version_id=version, source_removed=True,
+    )  # fmt: skip
 
 
 # -- many objects ---------------------------------------------------------------------------------
