@@ -275,6 +275,19 @@ def plan_directory_upload(
     ).jobs
 
 
+def no_local_path(key: str, prefix: str, dest: Path) -> UsageError:
+    """Why an object under `prefix` that `safe_relative` refuses is not downloaded into
+    `dest` with the others."""
+    if ".." in key[len(prefix) :].split("/"):
+        what = f"object key {key!r} would be written outside {dest}"
+    else:
+        what = (
+            f"object key {key!r} has no local path of its own under {dest} (an empty or '.' "
+            "segment would land on another object's)"
+        )
+    return UsageError(what, hint="download it alone with `ssec-transfer get` and a file name")
+
+
 def safe_relative(key: str, prefix: str) -> str | None:
     """The local relative path for `key` under `prefix`, or None if it has none of its own:
     `..` would leave DEST, and empty or `.` segments (`a//b`, `a/./b`) would land on another
@@ -341,13 +354,7 @@ async def plan_prefix_download(
                 refused.append(
                     TransferJob(
                         "download", dest / "?", bucket, key, sse_key, size=obj.get("Size"),
-                        problem=UsageError(
-                            f"object key {key!r} would be written outside {dest}"
-                            if ".." in key[len(prefix) :].split("/")
-                            else f"object key {key!r} has no local path of its own under "
-                            f"{dest} (an empty or '.' segment would land on another object's)",
-                            hint="download it alone with `ssec-transfer get` and a file name",
-                        ),
+                        problem=no_local_path(key, prefix, dest),
                     )
                 )  # fmt: skip
                 continue

@@ -30,6 +30,7 @@ from ssec_transfer.apps.bulk import (
     JobOutcome,
     TransferJob,
     is_included,
+    no_local_path,
     plan_sources,
     run_jobs,
     safe_relative,
@@ -271,12 +272,9 @@ def _download_job(spec: SyncSpec, rel: str, size: int) -> TransferJob:
         "download", dest.path.joinpath(*rel.split("/")), source.bucket, key, source.sse_key,
         size=size,
     )  # fmt: skip
-    if safe_relative(key, folder_prefix(source.prefix)) is None:
-        problem = UsageError(
-            f"object key {key!r} has no local path of its own under {dest.path}",
-            hint="download it alone with `ssec-transfer get` and a file name",
-        )
-        job = replace(job, problem=problem)
+    prefix = folder_prefix(source.prefix)
+    if safe_relative(key, prefix) is None:
+        job = replace(job, problem=no_local_path(key, prefix, dest.path))
     return job
 
 
