@@ -327,6 +327,11 @@ class TransferEngine:
         with anyio.CancelScope(shield=True):  # the object exists now: always note its key
             await self._ledger_writes.add((self.endpoint_url, result))
 
+    async def require_bucket(self, bucket: str) -> None:
+        """The bucket check of every write (`_require_bucket`), for what lets others write
+        to it (`grant`): a grant for a bucket that does not exist is refused at once."""
+        await self._require_bucket(bucket)
+
     async def _require_bucket(self, bucket: str) -> None:
         """Before the first write to `bucket`: it must exist. SeaweedFS would create a bucket
         on the first PutObject where AWS and Ceph answer NoSuchBucket, so a typo would pass

@@ -29,6 +29,7 @@ from ssec_transfer.cli import (
     config_command,
     config_file,
     copy_commands,
+    grant_commands,
     key_commands,
     ls_command,
     mv_command,
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls_command.register(command)
     rm_command.register(command)
     mv_command.register(command)
+    grant_commands.register(command)  # grant, post
     watch_command.register(command)
     admin_commands.register(command)  # cleanup, doctor, server, bench, demo
     key_commands.register_ledger_and_keyring(sub, command)
@@ -89,6 +91,7 @@ HANDLERS: dict[str, Handler] = {
     **rm_command.HANDLERS,
     **sync_command.HANDLERS,
     **mv_command.HANDLERS,
+    **grant_commands.HANDLERS,
     **watch_command.HANDLERS,
     **admin_commands.HANDLERS,
     **config_command.HANDLERS,

@@ -8,7 +8,8 @@ Every line is a JSON object with `"schema"` (`SCHEMA_VERSION`) and a `"type"`:
 - `event`: a moment in a long run that concerns no single object (`event_record`);
 - `error`: a failure of the command itself, before or outside any object (`error_record`);
 - `interrupted`: stopped by a signal (`interrupted_record`);
-- `listing`: one entry of `ls` (`listing_record`).
+- `listing`: one entry of `ls` (`listing_record`);
+- `grant`: what `grant` wrote (`grant_record`).
 
 A failure is always the same flat fields (`error_fields`): `error` (one line, no hint),
 `error_type`, `hint`, `request`, `part`, `http_status`, `request_id` and `exit_code`. Within a
@@ -39,6 +40,9 @@ OBJECT_FIELDS = (
     "operation", "status", "source", "destination", "bucket", "key", "path", "size",
     "seconds", "mib_per_s", "etag", "version_id", "key_fingerprint", "checksum", "parts",
     "reason",
+)  # fmt: skip
+GRANT_FIELDS = (
+    "url", "bucket", "prefix", "key_fingerprint", "algorithm", "expires", "min_size", "max_size",
 )  # fmt: skip
 ERROR_FIELDS = (
     "error", "error_type", "hint", "request", "part", "http_status", "request_id", "exit_code",
@@ -194,3 +198,16 @@ def interrupted_record(command: str | None, signal_name: str, exit_code: int) ->
 def listing_record(entry: Literal["object", "prefix", "bucket"], **fields: Any) -> dict[str, Any]:
     """One line of `ls --json`: what it lists (`entry`) and that entry's own fields."""
     return {"schema": SCHEMA_VERSION, "type": "listing", "entry": entry, **fields}
+
+
+def grant_record(grant: Mapping[str, Any], *, file: str, html: str | None) -> dict[str, Any]:
+    """What `grant` wrote: the grant's facts (never its signed fields: they are in the file)
+    and where it went (`file`, `-` for stdout; `html`, the upload page, or null)."""
+    return {
+        "schema": SCHEMA_VERSION,
+        "type": "grant",
+        "command": "grant",
+        **{name: grant[name] for name in GRANT_FIELDS},
+        "file": file,
+        "html": html,
+    }

@@ -79,6 +79,11 @@ class SigV4Signer:
     def __repr__(self) -> str:
         return f"SigV4Signer(region={self._region!r}, service={self._service!r})"
 
+    def signing_key(self, credentials: Credentials, day: str) -> bytes:
+        """The day's signing key, for what is signed outside a request: a POST policy
+        (`share.grant`)."""
+        return self._signing_key(credentials, day)
+
     def _signing_key(self, credentials: Credentials, day: str) -> bytes:
         cached = self._cache
         secret = credentials.secret_key
