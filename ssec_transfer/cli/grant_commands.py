@@ -108,6 +108,13 @@ def register(command: CommandFactory) -> None:
         metavar="FILE",
         help="also write a self-contained browser page that uploads through this grant",
     )
+    grant.add_argument(
+        "--cors",
+        action="store_true",
+        help="add a CORS rule to the bucket (origin null, POST, keeping its other rules) so the "
+        "--html page, opened from a file, can read the server's answers; Ceph RGW needs it, "
+        "SeaweedFS answers pages without it. Needs the bucket owner's credentials",
+    )
     grant.add_argument("--force", action="store_true", help="replace --out/--html if they exist")
     add_key(grant, required=True)
     add_output(
@@ -236,6 +243,7 @@ async def cmd_grant(args: argparse.Namespace) -> int:
         frozen = await credentials.get_frozen_credentials()
         await engine.require_bucket(url.bucket)
         region = engine.client.meta.region_name
+        cors_note = await _page_cors(args, engine, url.bucket)
     grant = build_grant(
         endpoint_url=endpoint, bucket=url.bucket, prefix=prefix, fingerprint=key.fingerprint,
         credentials=frozen, region=region, now=time.time(), expires_in=args.expires,
@@ -266,10 +274,41 @@ async def cmd_grant(args: argparse.Namespace) -> int:
         ]
         if args.html:
             lines.append(f"  page         {args.html}")
+        if cors_note:
+            lines.append(f"  cors         {cors_note}")
         grant_file = args.out if args.out != "-" else "GRANT"
         lines.append(f"  uploader:    ssec-transfer post FILE --grant {grant_file} --key-file KEY")
         print("\n".join(lines), file=out)
     return 0
+
+
+async def _page_cors(args: argparse.Namespace, engine: Any, bucket: str) -> str | None:
+    """With --cors, make sure the bucket lets a page opened from a file read its answers.
+    With --html alone, ask the server (a key-less CORS preflight) and warn when the page
+    would get no readable answer (Ceph RGW without a rule), naming --cors."""
+    if args.cors:
+        from ssec_transfer.share.cors import allow_upload_page
+
+        return (await allow_upload_page(engine.client, bucket)).describe()
+    if args.html:
+        from functools import partial
+
+        import anyio
+
+        from ssec_transfer.share.cors import page_can_read_answers
+
+        ca_bundle = engine.settings.ca_bundle or os.environ.get("AWS_CA_BUNDLE")
+        probe = partial(page_can_read_answers, engine.endpoint_url, bucket, ca_bundle=ca_bundle)
+        if not await anyio.to_thread.run_sync(probe):
+            import logging
+
+            logging.getLogger("ssec_transfer").warning(
+                "the server does not let a page opened from a file read its answers to "
+                "bucket %s (CORS): the page will store files but cannot say so; add --cors "
+                "to add a rule for it",
+                bucket,
+            )
+    return None
 
 
 # -- post ----------------------------------------------------------------------------------------

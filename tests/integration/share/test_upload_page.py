@@ -306,3 +306,28 @@ def test_a_missing_or_malformed_key_is_refused_before_sending(
     assert "holds 31 bytes, neither 32 raw bytes nor the base64 form of 32 bytes" in words
     assert key.export_base64() not in words
     assert stored_keys(admin, page_bucket) == []
+
+
+def test_the_page_grant_writes_uploads_end_to_end(
+    browser: Any, tmp_path: Path, s3_server: ServerInfo, bucket: str, admin: Any,
+    s3_env: dict[str, str], server_env: dict[str, str], key_file: tuple[Path, SSECustomerKey],
+) -> None:  # fmt: skip
+    """What a granter runs: `grant --html` warns where the page could not read the answers
+    (Ceph without a rule), `--cors` adds the rule, and the page it wrote stores the file."""
+    key_path, _ = key_file
+    target = f"s3://{bucket}/{PREFIX}"
+    plain = run_cli("grant", target, "--key-file", key_path, "--expires", "1h", "--out",
+                    tmp_path / "g1.json", "--html", tmp_path / "p1.html", env=s3_env)  # fmt: skip
+    assert plain.returncode == 0, plain.stderr
+    assert ("--cors" in plain.stderr) is (s3_server.name == "ceph"), plain.stderr
+    with_cors = run_cli("grant", target, "--key-file", key_path, "--expires", "1h", "--cors",
+                        "--out", tmp_path / "g2.json", "--html", tmp_path / "p2.html",
+                        env=s3_env)  # fmt: skip
+    assert with_cors.returncode == 0, with_cors.stderr
+    assert "CORS rule" in with_cors.stdout
+    src = random_file(tmp_path / "obs.nc", 200_000)
+    state, reason, words = upload(browser, tmp_path / "p2.html", src, key_file=key_path)
+    assert (state, reason) == ("stored", ""), words
+    assert stored_keys(admin, bucket) == [PREFIX + "obs.nc"]
+    got = read_back(bucket, PREFIX + "obs.nc", key_path, tmp_path / "back", server_env)
+    assert got == src.read_bytes()
