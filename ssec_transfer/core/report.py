@@ -8,7 +8,8 @@ Every line is a JSON object with `"schema"` (`SCHEMA_VERSION`) and a `"type"`:
 - `event`: a moment in a long run that concerns no single object (`event_record`);
 - `error`: a failure of the command itself, before or outside any object (`error_record`);
 - `interrupted`: stopped by a signal (`interrupted_record`);
-- `listing`: one entry of `ls` (`listing_record`).
+- `listing`: one entry of `ls` (`listing_record`);
+- `presign`: a presigned URL `presign` made (`presign_record`).
 
 A failure is always the same flat fields (`error_fields`): `error` (one line, no hint),
 `error_type`, `hint`, `request`, `part`, `http_status`, `request_id` and `exit_code`. Within a
@@ -194,3 +195,32 @@ def interrupted_record(command: str | None, signal_name: str, exit_code: int) ->
 def listing_record(entry: Literal["object", "prefix", "bucket"], **fields: Any) -> dict[str, Any]:
     """One line of `ls --json`: what it lists (`entry`) and that entry's own fields."""
     return {"schema": SCHEMA_VERSION, "type": "listing", "entry": entry, **fields}
+
+
+def presign_record(
+    *,
+    method: Literal["GET", "PUT"],
+    url: str,
+    bucket: str,
+    key: str,
+    expires: str,
+    expires_in: int,
+    key_fingerprint: str,
+    signed_headers: list[str],
+    curl_headers: str | None,
+) -> dict[str, Any]:
+    """A presigned URL (`presign`): the URL (no key in it), what it is for and until when, the
+    fingerprint of the key its holder must have, and the headers file written, if any."""
+    return {
+        "schema": SCHEMA_VERSION,
+        "type": "presign",
+        "method": method,
+        "url": url,
+        "bucket": bucket,
+        "key": key,
+        "expires": expires,
+        "expires_in": expires_in,
+        "key_fingerprint": key_fingerprint,
+        "signed_headers": signed_headers,
+        "curl_headers": curl_headers,
+    }

@@ -13,7 +13,9 @@ import jsonschema
 from ssec_transfer.core.report import SCHEMA_FILE, SCHEMA_VERSION
 
 # Commands whose --json lines follow the schema (head, doctor, keyring... print their own).
-SCHEMA_COMMANDS = frozenset({"put", "get", "cp", "rotate", "rm", "watch", "ls", "sync", "mv"})
+SCHEMA_COMMANDS = frozenset(
+    {"put", "get", "cp", "rotate", "rm", "watch", "ls", "sync", "mv", "presign"}
+)
 
 
 @cache
