@@ -33,6 +33,7 @@ from ssec_transfer.cli import (
     key_commands,
     ls_command,
     mv_command,
+    presign_command,
     rm_command,
     sync_command,
     transfer_commands,
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     command = command_factory(sub)
     # In the order `ssec-transfer --help` lists them.
     transfer_commands.register(command)  # put, get, head
+    presign_command.register(command)
     key_commands.register_keygen(command)
     copy_commands.register(command)  # cp, rotate
     sync_command.register(command)
@@ -85,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 HANDLERS: dict[str, Handler] = {
     **transfer_commands.HANDLERS,
+    **presign_command.HANDLERS,
     **key_commands.HANDLERS,
     **copy_commands.HANDLERS,
     **ls_command.HANDLERS,

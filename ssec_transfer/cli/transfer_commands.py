@@ -19,7 +19,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from ssec_transfer.cli import argtypes
 from ssec_transfer.cli import keyring as keyring_cli
@@ -90,7 +90,8 @@ def register(command: CommandFactory) -> None:
         "  ssec-transfer put products/ s3://bucket/l1/ --recursive --exclude '*.tmp' "
         "--key-file sse-c.key\n"
         "  ssec-transfer put --manifest todo.jsonl --key-file sse-c.key --json\n"
-        "  producer | ssec-transfer put - s3://bucket/stream.bin --key-file sse-c.key",
+        "  producer | ssec-transfer put - s3://bucket/stream.bin --key-file sse-c.key\n"
+        "  ssec-transfer put data.nc --url 'https://…' --key-file sse-c.key   # no credentials",
     )
     put.add_argument("source", metavar="SRC", nargs="?", help="local file, directory or -")
     put.add_argument("target", metavar="s3://BUCKET/KEY", nargs="?")
@@ -101,6 +102,7 @@ def register(command: CommandFactory) -> None:
         help="for SRC -: the stream's approximate size, so parts are sized to stay within "
         "10,000 parts",
     )
+    _add_url(put, "PUT")
     add_key(put, required=False)
     add_object_options(put)
     add_bulk(put, local_source=True)
@@ -120,11 +122,13 @@ def register(command: CommandFactory) -> None:
         "are refused.\n\n"
         "  ssec-transfer get s3://bucket/products/data.nc data.nc --key-file sse-c.key\n"
         "  ssec-transfer get s3://bucket/l1/ products/ --recursive --key-file sse-c.key\n"
-        "  ssec-transfer get s3://bucket/stream.bin - --key-file sse-c.key | consumer",
+        "  ssec-transfer get s3://bucket/stream.bin - --key-file sse-c.key | consumer\n"
+        "  ssec-transfer get --url 'https://…' data.nc --key-file sse-c.key   # no credentials",
     )
     get.add_argument("source", metavar="s3://BUCKET/KEY", nargs="?")
     get.add_argument("dest", metavar="DEST", nargs="?", help="local file, directory, or -")
     get.add_argument("--version-id", help="read this version of the object")
+    _add_url(get, "GET")
     add_key(get, required=False)
     add_bulk(get)
     keyring_cli.add_keyring_options(get)
@@ -149,6 +153,18 @@ def register(command: CommandFactory) -> None:
     add_key(head, required=False)
     keyring_cli.add_keyring_options(head)
     add_connection(head)
+
+
+def _add_url(p: argparse.ArgumentParser, method: str) -> None:
+    what = "download from" if method == "GET" else "upload to"
+    p.add_argument(
+        "--url",
+        metavar="URL",
+        help=f"{what} a presigned URL (`ssec-transfer presign{' --put' if method == 'PUT' else ''}"
+        "`) instead of s3://BUCKET/KEY: no S3 credentials needed, only the key. Its "
+        "fingerprint, method and expiry are checked before anything is sent; https only; "
+        "one object" + (", at most 5 GiB (one PUT)" if method == "PUT" else ""),
+    )
 
 
 # -- one object ----------------------------------------------------------------------------------
@@ -199,6 +215,8 @@ async def _transfer_one(
 
 
 async def cmd_put(args: argparse.Namespace) -> int:
+    if args.url:
+        return await _through_url(args, "PUT")
     key = load_key(args)
     warn_unsaved_key(args)
     cluster = _bulk_cluster(args)
@@ -263,6 +281,8 @@ async def cmd_put(args: argparse.Namespace) -> int:
 
 
 async def cmd_get(args: argparse.Namespace) -> int:
+    if args.url:
+        return await _through_url(args, "GET")
     key = load_key(args)
     cluster = _bulk_cluster(args)
     if args.manifest:
@@ -310,6 +330,80 @@ async def cmd_get(args: argparse.Namespace) -> int:
         args, f"get {url.key}", download,
         lambda result: f"downloaded s3://{url.bucket}/{url.key} to {result.path}",
     )  # fmt: skip
+
+
+# Per-run options a transfer through a presigned URL cannot honour: it is one object, sent
+# without credentials (no ledger, no keyring, no listing), with only the headers it signs.
+_NOT_WITH_URL = (
+    ("recursive", "--recursive"), ("manifest", "--manifest"), ("dask", "--dask"),
+    ("dask_local", "--dask-local"), ("keyring", "--keyring"), ("keyring_file", "--keyring-file"),
+    ("version_id", "--version-id"), ("resume", "--resume"), ("dryrun", "--dryrun"),
+    ("skip_existing", "--skip-existing"), ("no_clobber", "--no-clobber"),
+    ("filters", "--include/--exclude"), ("metadata", "--metadata"),
+    ("content_type", "--content-type"), ("expected_size", "--expected-size"),
+)  # fmt: skip
+
+
+async def _through_url(args: argparse.Namespace, method: Literal["GET", "PUT"]) -> int:
+    """get/put --url: one object through a presigned URL, without S3 credentials."""
+    from ssec_transfer.core.report import object_record
+    from ssec_transfer.share import url_transfer
+    from ssec_transfer.share.presign import parse_presigned_url
+
+    verb = "get" if method == "GET" else "put"
+    for name, option in _NOT_WITH_URL:
+        if getattr(args, name, None):
+            raise UsageError(
+                f"{verb} --url moves one object through a presigned URL; {option} cannot be "
+                "combined with it",
+                hint=f"drop {option}, or use s3://BUCKET/KEY with S3 credentials instead of --url",
+            )
+    if method == "GET":
+        given = [p for p in (args.source, args.dest) if p]
+        usage = "get --url URL DEST --key-file KEY"
+    else:
+        given = [p for p in (args.source, args.target) if p]
+        usage = "put FILE --url URL --key-file KEY"
+    if len(given) != 1 or given[0].startswith("s3://"):
+        raise UsageError(
+            f"{verb} --url takes the URL instead of s3://BUCKET/KEY, and "
+            + ("one DEST" if method == "GET" else "one FILE"),
+            hint=f"write `ssec-transfer {usage}`",
+        )
+    if given[0] == "-":
+        raise UsageError(
+            f"{verb} --url reads and writes files, not standard streams",
+            hint=f"write `ssec-transfer {usage}`",
+        )
+    key = load_key(args)
+    if key is None:
+        raise UsageError(
+            f"{verb} --url needs the key the URL was made for",
+            hint="pass it with --key-file FILE or --key-env NAME (never on the command line)",
+        )
+    url = parse_presigned_url(args.url)
+    connection = url_transfer.Connection(args.ca_bundle, args.connect_timeout, args.read_timeout)
+    from ssec_transfer.cli.progress import ProgressBar
+
+    with ProgressBar(f"{verb} {url.object_name}", enabled=progress_enabled(args)) as bar:
+        if method == "GET":
+            result = await url_transfer.download(url, key, given[0], connection, bar)
+        else:
+            source = Path(given[0])
+            result = await url_transfer.upload(url, key, source, connection, bar)
+    record = object_record(
+        "download" if method == "GET" else "upload", "ok",
+        source=url.shown if method == "GET" else result.path,
+        destination=result.path if method == "GET" else url.shown,
+        path=result.path, size=result.size, seconds=result.seconds, etag=result.etag,
+        version_id=result.version_id, key_fingerprint=result.key_fingerprint,
+        checksum=result.checksum, parts=1,
+    )  # fmt: skip
+    done = f"downloaded {url.shown} to {result.path}" if method == "GET" else (
+        f"uploaded {result.path} to {url.shown}"
+    )  # fmt: skip
+    report(args, record, done)
+    return 0
 
 
 def _dry_one(args: argparse.Namespace, operation: Operation, source: str, destination: str) -> int:

@@ -10,6 +10,7 @@ Every line is a JSON object with `"schema"` (`SCHEMA_VERSION`) and a `"type"`:
 - `interrupted`: stopped by a signal (`interrupted_record`);
 - `listing`: one entry of `ls` (`listing_record`);
 - `grant`: what `grant` wrote (`grant_record`).
+- `presign`: a presigned URL `presign` made (`presign_record`).
 
 A failure is always the same flat fields (`error_fields`): `error` (one line, no hint),
 `error_type`, `hint`, `request`, `part`, `http_status`, `request_id` and `exit_code`. Within a
@@ -210,4 +211,33 @@ def grant_record(grant: Mapping[str, Any], *, file: str, html: str | None) -> di
         **{name: grant[name] for name in GRANT_FIELDS},
         "file": file,
         "html": html,
+    }
+
+
+def presign_record(
+    *,
+    method: Literal["GET", "PUT"],
+    url: str,
+    bucket: str,
+    key: str,
+    expires: str,
+    expires_in: int,
+    key_fingerprint: str,
+    signed_headers: list[str],
+    curl_headers: str | None,
+) -> dict[str, Any]:
+    """A presigned URL (`presign`): the URL (no key in it), what it is for and until when, the
+    fingerprint of the key its holder must have, and the headers file written, if any."""
+    return {
+        "schema": SCHEMA_VERSION,
+        "type": "presign",
+        "method": method,
+        "url": url,
+        "bucket": bucket,
+        "key": key,
+        "expires": expires,
+        "expires_in": expires_in,
+        "key_fingerprint": key_fingerprint,
+        "signed_headers": signed_headers,
+        "curl_headers": curl_headers,
     }

@@ -21,8 +21,9 @@ def parse_s3_url(text: str) -> S3Url:
         hint = "write objects as s3://BUCKET/KEY and give the server with --endpoint-url"
         if "X-Amz-Signature" in text or "Signature=" in text:
             hint = (
-                "presigned URLs cannot carry SSE-C keys safely; write s3://BUCKET/KEY and "
-                "give the server with --endpoint-url"
+                "for a presigned URL (`ssec-transfer presign`), pass it with --url: "
+                "`get --url URL DEST --key-file KEY` or `put FILE --url URL --key-file KEY`; "
+                "otherwise write s3://BUCKET/KEY and give the server with --endpoint-url"
             )
         raise UsageError(f"{text.split('?', 1)[0]} is an HTTP URL, not an s3:// URL", hint=hint)
     if not text.startswith("s3://"):

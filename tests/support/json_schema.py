@@ -14,7 +14,7 @@ from ssec_transfer.core.report import SCHEMA_FILE, SCHEMA_VERSION
 
 # Commands whose --json lines follow the schema (head, doctor, keyring... print their own).
 SCHEMA_COMMANDS = frozenset(
-    {"put", "get", "cp", "rotate", "rm", "watch", "ls", "sync", "mv", "grant", "post"}
+    {"put", "get", "cp", "rotate", "rm", "watch", "ls", "sync", "mv", "grant", "post", "presign"}
 )
 
 

@@ -190,7 +190,7 @@ def test_more_than_ten_thousand_parts(
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("https://s3.example.com/b/k?X-Amz-Signature=abc", "presigned URLs cannot carry SSE-C"),
+        ("https://s3.example.com/b/k?X-Amz-Signature=abc", "pass it with --url"),
         ("s3:/bucket/key", "is not an s3:// URL"),
         ("bucket/key", "is not an s3:// URL"),
         ("s3:///key", "names no bucket"),

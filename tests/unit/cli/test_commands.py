@@ -21,9 +21,9 @@ def _subcommands(parser: argparse.ArgumentParser) -> list[str]:
 def test_every_command_has_a_handler_and_keeps_its_place_in_the_help() -> None:
     names = _subcommands(build_parser())
     assert names == [
-        "put", "get", "head", "keygen", "cp", "rotate", "sync", "ls", "rm", "mv", "grant",
-        "post", "watch", "cleanup", "doctor", "server", "bench", "demo", "ledger", "keyring",
-        "config", "completion",
+        "put", "get", "head", "presign", "keygen", "cp", "rotate", "sync", "ls", "rm", "mv",
+        "grant", "post", "watch", "cleanup", "doctor", "server", "bench", "demo", "ledger",
+        "keyring", "config", "completion",
     ]  # fmt: skip
     assert set(HANDLERS) == set(names)
 
