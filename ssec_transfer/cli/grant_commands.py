@@ -355,6 +355,7 @@ async def cmd_post(args: argparse.Namespace) -> int:
     from ssec_transfer.core.report import object_record, summary_record
     from ssec_transfer.share import post
     from ssec_transfer.share.grant import check_key, check_not_expired, load_grant
+    from ssec_transfer.share.https import open_session
 
     grant = load_grant(args.grant)
     key = require_key(load_key(args), "post")
@@ -401,7 +402,7 @@ async def cmd_post(args: argparse.Namespace) -> int:
         report(args, record, f"post: {path} to {url}")
 
     try:
-        async with post.open_session(
+        async with open_session(
             args.ca_bundle, connect_timeout=args.connect_timeout,
             read_timeout=args.read_timeout, connections=args.jobs,
         ) as session, anyio.create_task_group() as tg:  # fmt: skip

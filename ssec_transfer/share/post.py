@@ -11,7 +11,6 @@ bucket and key sent, else the refusal is translated into one clear error.
 from __future__ import annotations
 
 import os
-import ssl
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -221,21 +220,6 @@ def refusal(
         f"the server refused the upload ({said})",
         hint="try again later; if it persists, tell whoever gave you the grant",
         context=ctx,
-    )
-
-
-def ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
-    """Verified TLS: the system's CAs, or the given bundle (a private CA)."""
-    return ssl.create_default_context(cafile=ca_bundle or None)
-
-
-def open_session(ca_bundle: str | None, *, connect_timeout: float, read_timeout: float,
-                 connections: int) -> aiohttp.ClientSession:  # fmt: skip
-    """One HTTPS session for every POST of a run."""
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(ssl=ssl_context(ca_bundle), limit=connections),
-        timeout=aiohttp.ClientTimeout(sock_connect=connect_timeout, sock_read=read_timeout),
-        auto_decompress=False,
     )
 
 

@@ -24,7 +24,6 @@ import hashlib
 import html
 import os
 import re
-import ssl
 import stat
 import time
 from collections.abc import AsyncIterator
@@ -52,6 +51,7 @@ from ssec_transfer.core.errors import (
 )
 from ssec_transfer.core.results import ProgressCallback
 from ssec_transfer.keys.customer import SSECustomerKey
+from ssec_transfer.share.https import open_session
 from ssec_transfer.share.presign import PresignedUrl
 from ssec_transfer.transfer.destination import TempFile, open_stream, plan_destination
 
@@ -84,26 +84,11 @@ class UrlResult:
     checksum: str | None
 
 
-def _ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
-    from botocore.httpsession import get_cert_path
-
-    cafile = ca_bundle or os.environ.get("AWS_CA_BUNDLE") or get_cert_path(True)
-    try:
-        return ssl.create_default_context(cafile=cafile)
-    except (OSError, ssl.SSLError) as exc:
-        raise UsageError(
-            f"cannot load the CA bundle {cafile}: {exc}",
-            hint="give a PEM file of CA certificates with --ca-bundle",
-        ) from None
-
-
 def _session(connection: Connection) -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(ssl=_ssl_context(connection.ca_bundle)),
-        timeout=aiohttp.ClientTimeout(
-            sock_connect=connection.connect_timeout, sock_read=connection.read_timeout
-        ),
-        auto_decompress=False,
+    return open_session(
+        connection.ca_bundle,
+        connect_timeout=connection.connect_timeout,
+        read_timeout=connection.read_timeout,
     )
 
 

@@ -25,6 +25,7 @@ from ssec_transfer.keys.customer import SSECustomerKey
 from ssec_transfer.servers.base import ServerInfo
 from ssec_transfer.share import post
 from ssec_transfer.share.grant import build_grant, parse_grant
+from ssec_transfer.share.https import open_session
 from tests.support.helpers import make_key_file, random_file, run_cli
 from tests.support.json_schema import validate_lines
 
@@ -302,7 +303,7 @@ def _grant(server: ServerInfo, bucket: str, key: SSECustomerKey, **given: Any) -
 def _post(server: ServerInfo, grant: Any, path: Path, object_key: str, key: SSECustomerKey,
           progress: Any = None) -> Any:  # fmt: skip
     async def run() -> Any:
-        async with post.open_session(
+        async with open_session(
             str(server.ca_bundle), connect_timeout=10, read_timeout=60, connections=1
         ) as session:
             return await post.post_file(session, grant, str(path), object_key, key,
