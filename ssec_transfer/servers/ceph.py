@@ -27,6 +27,7 @@ import uuid
 from pathlib import Path
 from typing import IO
 
+from ssec_transfer.servers import debian
 from ssec_transfer.servers.base import (
     LocalServer,
     ServerInfo,
@@ -51,79 +52,13 @@ CLI_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 
 
-def _missing_commands() -> list[str]:
-    return [cmd for cmd in REQUIRED_COMMANDS if shutil.which(cmd) is None]
-
-
-def _apt_has_candidates() -> bool:
-    """True when the local apt lists know every package, so `apt-get update` can be skipped."""
-    result = subprocess.run(
-        ["apt-cache", "policy", *DEBIAN_PACKAGES],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        return False
-    candidates = [line for line in result.stdout.splitlines() if "Candidate:" in line]
-    return len(candidates) == len(DEBIAN_PACKAGES) and not any(
-        "(none)" in line for line in candidates
-    )
-
-
-def _apt(args: list[str]) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    return subprocess.run(["apt-get", *args], env=env, capture_output=True, text=True, check=False)
-
-
 def ensure_ceph_installed() -> None:
     """Install the Debian Ceph packages if any daemon or tool is missing from PATH.
 
     Ceph is too big to vendor and has no wheel, but Debian ships a matching 16.2 build, so a
     fresh machine can get it with apt (about half a minute). Needs root.
     """
-    missing = _missing_commands()
-    if not missing:
-        return
-    if shutil.which("apt-get") is None:
-        raise RuntimeError(
-            f"Ceph tools missing from PATH ({', '.join(missing)}) and apt-get is not available; "
-            f"install {' '.join(DEBIAN_PACKAGES)} by hand"
-        )
-    if os.geteuid() != 0:
-        raise RuntimeError(
-            f"Ceph tools missing from PATH ({', '.join(missing)}); installing them needs root: "
-            f"sudo apt-get install -y --no-install-recommends {' '.join(DEBIAN_PACKAGES)}"
-        )
-    install = ["install", "-y", "--no-install-recommends", *DEBIAN_PACKAGES]
-    updated = False
-    if not _apt_has_candidates():
-        _apt_update()
-        updated = True
-    result = _apt(install)
-    if result.returncode != 0 and not updated:
-        # Stale package lists give 404s; refresh once and retry.
-        _apt_update()
-        result = _apt(install)
-    if result.returncode != 0:
-        raise RuntimeError(
-            f"apt-get install {' '.join(DEBIAN_PACKAGES)} failed (exit {result.returncode}):\n"
-            + tail_text(result.stdout + result.stderr)
-        )
-    still_missing = _missing_commands()
-    if still_missing:
-        raise RuntimeError(
-            f"Ceph packages installed but still missing from PATH: {', '.join(still_missing)}"
-        )
-
-
-def _apt_update() -> None:
-    result = _apt(["update"])
-    if result.returncode != 0:
-        raise RuntimeError(
-            f"apt-get update failed (exit {result.returncode}):\n"
-            + tail_text(result.stdout + result.stderr)
-        )
+    debian.ensure_installed("Ceph tools", REQUIRED_COMMANDS, DEBIAN_PACKAGES)
 
 
 def _ceph_conf(*, d: Path, fsid: str, mon_port: int, frontends: str, memstore_bytes: int) -> str:
