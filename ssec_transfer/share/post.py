@@ -212,6 +212,14 @@ def refusal(
             what = "the upload does not meet the grant's conditions (prefix, size or fields)"
             hint = (f"objects must go under {grant.prefix!r}, in {grant.min_size}.."
                     f"{grant.max_size} bytes; use the grant file as it was sent")  # fmt: skip
+        elif not text:  # Ceph RGW names no reason for an expired or edited policy
+            what = (
+                "the server refused the upload without saying why: the grant may have expired "
+                "by the server's clock, been changed after it was signed, or its signer lost "
+                "access"
+            )
+            hint = "use the grant file as it was sent and check this machine's clock; else ask "
+            hint += "for a new grant"
         else:
             what = "the server refused the upload"
             hint = "the credentials that signed the grant may lack PutObject rights: ask its giver"

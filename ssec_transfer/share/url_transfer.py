@@ -369,6 +369,14 @@ async def _refusal(
             hint=_NEW_URL,
             context=ctx,
         )
+    if status == 403 and not message:  # Ceph RGW names no reason for an expired URL
+        return AccessDeniedError(
+            f"{where}: access denied without a reason ({said}): the URL may have expired by the "
+            "server's clock, been changed, or its signer lost access to the object",
+            hint="pass the URL whole, in single quotes, and check this machine's clock; else "
+            + _NEW_URL,
+            context=ctx,
+        )
     if status == 403:
         return AccessDeniedError(
             f"{where}: access denied ({said})",

@@ -243,7 +243,10 @@ def test_tampered_policy_is_refused_by_the_server(
     assert record["status"] == "failed"
     assert record["error_type"] == "AccessDeniedError"
     assert record["http_status"] == 403
-    assert "grant's signature" in record["error"]
+    if s3_server.name == "ceph":  # a bare AccessDenied: every cause is named
+        assert "changed after it was signed" in record["error"]
+    else:
+        assert "grant's signature" in record["error"]
     assert keys_left(admin, bucket) == []
 
 

@@ -194,7 +194,10 @@ def test_an_expired_url_is_refused_locally_and_by_the_server(
                  *ca(s3_server)])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 1
-    assert "the server says the URL has expired" in err
+    if s3_server.name == "ceph":  # Ceph: a bare AccessDenied, so every cause is named
+        assert "the URL may have expired by the server's clock" in err
+    else:
+        assert "the server says the URL has expired" in err
     assert not dest.exists()
     assert [p for p in tmp_path.iterdir() if ".ssec-transfer-" in p.name] == []
 
