@@ -28,6 +28,7 @@ from ssec_transfer.core.errors import (
     ChecksumUnsupportedError,
     ErrorContext,
     NoSuchBucketError,
+    SSECTransferError,
     UsageError,
 )
 from ssec_transfer.core.groupcommit import GroupCommit
@@ -666,6 +667,73 @@ class TransferEngine:
                 client, self.scheduler, bucket, prefix, old_key=old_key, new_key=new_key,
                 all_versions=all_versions, via=via, options=self._copy_options(),
                 delete_old_versions=delete_old_versions, on_outcome=on_outcome,
+            )  # fmt: skip
+        return await self._record_outcomes(outcomes)
+
+    async def prepare_copies(
+        self, bucket: str, source_key: SSECustomerKey | None, target_key: SSECustomerKey | None
+    ) -> None:
+        """What `copy_prefix`/`rotate_prefix` check before their first copy into `bucket`
+        (it exists; the server verifies checksums under `target_key`), for runs whose copies
+        happen elsewhere (Dask workers): a wrong bucket fails the command, not each object."""
+        await self._copy_guard(bucket, source_key, target_key)
+
+    async def copy_one(
+        self,
+        src_bucket: str,
+        src_key: str,
+        dst_bucket: str,
+        dst_key: str,
+        *,
+        source_key: SSECustomerKey | None = None,
+        target_key: SSECustomerKey | None = None,
+        via: Via = "auto",
+        progress: ProgressCallback | None = None,
+    ) -> CopyOutcome:
+        """One object of a `cp --recursive` planned elsewhere (a Dask batch): its outcome,
+        failures included, as `copy_prefix` reports it."""
+        from ssec_transfer.transfer import copy as copies
+
+        try:
+            client = await self._copy_guard(dst_bucket, source_key, target_key)
+        except SSECTransferError as exc:
+            return copies.CopyOutcome(
+                copies.object_url(src_bucket, src_key), copies.object_url(dst_bucket, dst_key),
+                None, "failed", error=exc, bucket=dst_bucket, key=dst_key,
+            )  # fmt: skip
+        with self._note_disruption():
+            outcome = await copies.copy_one(
+                client, self.scheduler, src_bucket, src_key, dst_bucket, dst_key,
+                source_key=source_key, target_key=target_key, via=via,
+                options=self._copy_options(), progress=progress,
+            )  # fmt: skip
+        return (await self._record_outcomes([outcome]))[0]
+
+    async def rotate_key(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        old_key: SSECustomerKey,
+        new_key: SSECustomerKey,
+        all_versions: bool = False,
+        via: Via = "auto",
+        delete_old_versions: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> list[CopyOutcome]:
+        """One object of a `rotate --recursive` planned elsewhere (a Dask batch): its
+        outcomes as `rotate_prefix` reports them (skipped when already under `new_key`)."""
+        from ssec_transfer.transfer import copy as copies
+
+        try:
+            client = await self._copy_guard(bucket, old_key, new_key)
+        except SSECTransferError as exc:
+            return [copies.failed_rotation(bucket, key, None, exc)]
+        with self._note_disruption():
+            outcomes = await copies.rotate_key(
+                client, self.scheduler, bucket, key, old_key=old_key, new_key=new_key,
+                all_versions=all_versions, via=via, options=self._copy_options(),
+                delete_old_versions=delete_old_versions, progress=progress,
             )  # fmt: skip
         return await self._record_outcomes(outcomes)
 

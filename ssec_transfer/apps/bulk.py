@@ -44,7 +44,8 @@ from ssec_transfer.core.report import object_record
 from ssec_transfer.core.results import TransferResult
 from ssec_transfer.keys.customer import SSECustomerKey
 
-Operation = Literal["upload", "download", "copy", "delete"]  # copy, delete: `sync` only
+# copy: `sync` and `cp --recursive`; rotate: `rotate --recursive` (`apps.copy_jobs`); delete: `sync`
+Operation = Literal["upload", "download", "copy", "rotate", "delete"]
 FilterRule = tuple[Literal["include", "exclude"], str]
 
 
@@ -58,7 +59,8 @@ class TransferJob:
     version_id: str | None = None
     size: int | None = None  # known from planning, for progress totals
     problem: SSECTransferError | None = None  # found while planning (e.g. a bad key file)
-    # A copy's source object (`sync` S3 to S3); the target is bucket/key above.
+    # A copy's source object (`sync` S3 to S3, `cp`), or a rotation's old key; the target is
+    # bucket/key above.
     source_bucket: str = ""
     source_key: str = ""
     source_sse_key: SSECustomerKey | None = None
@@ -72,7 +74,7 @@ class TransferJob:
     def source(self) -> str:
         """For display: a name's bytes that are not UTF-8 are shown as \\xNN. A deletion's
         source is what it deletes."""
-        if self.operation == "copy":
+        if self.operation in ("copy", "rotate"):
             return f"s3://{self.source_bucket}/{printable(self.source_key)}"
         if self.operation == "delete":
             return self._url if self.bucket else printable(self.path)
@@ -82,7 +84,7 @@ class TransferJob:
     def destination(self) -> str | None:
         if self.operation == "delete":
             return None
-        if self.operation in ("upload", "copy"):
+        if self.operation in ("upload", "copy", "rotate"):
             return self._url
         return printable(self.path)
 

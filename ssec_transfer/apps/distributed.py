@@ -1,8 +1,11 @@
 """Bulk transfers across a Dask cluster: many machines, one run, one ledger.
 
-One machine's network card and CPUs cap a migration of hundreds of terabytes. With `--dask
-ADDRESS` (a running scheduler) or `--dask-local N` (N worker processes on this machine) the
-bulk commands split their transfer list into size-balanced batches and run each batch on a
+One machine's network card and CPUs cap a migration of hundreds of terabytes, and a key
+rotation of millions of objects on a server that refuses server-side copies from SSE-C
+sources streams every byte through the client. With `--dask ADDRESS` (a running scheduler)
+or `--dask-local N` (N worker processes on this machine) the bulk commands -- put and get
+(--recursive, --manifest), cp and rotate --recursive (`apps.copy_jobs`), sync -- split their
+list into size-balanced batches (`apps.distributed_batches`) and run each batch on a
 Dask worker, with the *same* async engine as a local run (its own request limit and memory
 budget per batch). Outcomes stream back as objects finish; this machine (the client) prints
 the JSON lines and the progress, writes the ledger and the summary. Install with
@@ -28,10 +31,13 @@ Keys never cross the cluster in clear. Two ways to give the workers the key:
    the variable's name and the key's fingerprint travel; each worker loads the key itself and
    a worker whose file holds another key fails those objects with a clear error (exit 2).
 2. A key that exists only on the client (a keyring key, a derived key) travels inside the
-   task, so it is sent only over an encrypted connection: a `tls://` scheduler or an
-   in-process `inproc://` cluster. `--dask-local` clusters always use TLS with throwaway
-   certificates. Over a plain `tcp://` scheduler such a key is refused before anything is
-   sent (exit 2). A TLS cluster, with certificates from your own CA::
+   task, so it is sent only over an encrypted connection. This is how `--keyring` works with
+   Dask: the client resolves each object's key (ledger, then HEAD) before dispatch, and only
+   those keys travel, never the keyring file or its passphrase -- the same rule as any other
+   client-only key, rather than a second way to get keys onto workers. It is sent only over
+   a `tls://` scheduler or an in-process `inproc://` cluster. `--dask-local` clusters always
+   use TLS with throwaway certificates. Over a plain `tcp://` scheduler such a key is
+   refused before anything is sent (exit 2). A TLS cluster, with certificates from your own CA::
 
        dask scheduler --protocol tls --tls-ca-file ca.pem --tls-cert s.pem --tls-key s.key
        dask worker tls://10.0.0.1:8786 --tls-ca-file ca.pem --tls-cert w.pem --tls-key w.key
@@ -50,15 +56,17 @@ balance better and lose less when a worker dies; each batch costs one task and o
 client start (about 0.3 s).
 
 Failures: an object's failure is reported exactly as in a local run. A worker that dies takes
-its batch with it; Dask runs the batch again elsewhere. Each worker reports every finished
-object to the scheduler as it goes (task metadata), and the re-run skips those; objects that
-were in flight start again, and a multipart upload interrupted by the death resumes from its
-finished parts when the re-run finds the dead worker's resume journal (same machine, or a
-shared XDG_STATE_HOME). Otherwise the interrupted multipart upload stays on the server until
-`ssec-transfer cleanup` or a bucket lifecycle rule removes it. A re-run batch resumes like
-`--resume` (an upload failing in it keeps its finished parts). Ctrl-C or `--fail-fast` stop the
-workers too: batches not started are dropped and running ones abort their uploads, as a local
-run does.
+its batch with it; Dask runs the batch again elsewhere. For rotations the re-run is safe by
+construction: an object already under the new key is skipped (`transfer.copy.rotate_key`), and
+one still under the old key was left intact, so either way it ends under one key. Each worker
+reports every finished object to the scheduler as it goes (task metadata), and the re-run skips
+those; objects that were in flight start again, and a multipart upload interrupted by the death
+resumes from its finished parts when the re-run finds the dead worker's resume journal (same
+machine, or a shared XDG_STATE_HOME). Otherwise the interrupted multipart upload stays on the
+server until `ssec-transfer cleanup` or a bucket lifecycle rule removes it. A re-run batch
+resumes like `--resume` (an upload failing in it keeps its finished parts). Ctrl-C or
+`--fail-fast` stop the workers too: batches not started are dropped and running ones abort
+their uploads, as a local run does.
 
 From Python, `run_jobs_distributed` mirrors `bulk.run_jobs`; a script that starts a local
 cluster needs the usual `if __name__ == "__main__":` guard (worker processes are spawned and
@@ -75,11 +83,10 @@ and the blocking Dask client, `distributed_worker` what travels and what runs on
 
 from __future__ import annotations
 
-import heapq
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any, Self
@@ -89,6 +96,9 @@ import anyio.to_thread
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from ssec_transfer.apps.bulk import JobOutcome, TransferJob
+from ssec_transfer.apps.copy_jobs import CopySettings
+from ssec_transfer.apps.distributed_batches import batch_count as batch_count
+from ssec_transfer.apps.distributed_batches import plan_batches as plan_batches
 from ssec_transfer.apps.distributed_cluster import DaskCluster as DaskCluster
 from ssec_transfer.apps.distributed_cluster import DaskClusterError as DaskClusterError
 from ssec_transfer.apps.distributed_cluster import Session
@@ -96,75 +106,10 @@ from ssec_transfer.apps.distributed_worker import BatchSpec, WireJob, import_dis
 from ssec_transfer.apps.distributed_worker import KeySource as KeySource
 from ssec_transfer.core.config import TransferConfig
 from ssec_transfer.core.errors import ErrorContext, SSECTransferError, UsageError
-from ssec_transfer.core.plan import MiB
 from ssec_transfer.core.results import TransferResult
 from ssec_transfer.engine import TransferEngine
 from ssec_transfer.state.ledger import Ledger, LedgerEntry
-
-# -- batches -------------------------------------------------------------------------------
-
-_PER_FILE_WEIGHT = 256 * 1024  # a request's worth of time, so many small files spread too
-_MIN_BATCH_WEIGHT = 64 * MiB  # below this a batch's start-up cost (an S3 client) dominates
-
-
-def batch_count(sizes: Sequence[int | None], slots: int, per_slot: int) -> int:
-    """How many batches to aim for: `per_slot` per worker thread for big runs, but no
-    batch lighter than 64 MiB (or 256 small files) unless every thread needs one."""
-    weight = sum((s or 0) + _PER_FILE_WEIGHT for s in sizes)
-    return max(slots, min(slots * per_slot, math.ceil(weight / _MIN_BATCH_WEIGHT)))
-
-
-def plan_batches(
-    sizes: Sequence[int | None],
-    batches: int,
-    *,
-    max_batch_bytes: int = DaskCluster.max_batch_bytes,
-    max_batch_files: int = DaskCluster.max_batch_files,
-) -> list[list[int]]:
-    """Split job indices into size-balanced batches: largest first, each to the lightest
-    batch that still has room (LPT). At least `batches` batches (fewer only with fewer jobs),
-    more where `max_batch_bytes` or `max_batch_files` demand it; a file larger than
-    `max_batch_bytes` gets a batch of its own. Indices keep their order inside a batch;
-    batches come heaviest first, so the long ones start first."""
-    if not sizes:
-        return []
-    nbytes = [s or 0 for s in sizes]
-    weights = [n + _PER_FILE_WEIGHT for n in nbytes]
-    wanted = max(
-        batches,
-        math.ceil(sum(nbytes) / max_batch_bytes),
-        math.ceil(len(sizes) / max_batch_files),
-    )
-    count = max(1, min(len(sizes), wanted))
-    members: list[list[int]] = [[] for _ in range(count)]
-    loads = [0] * count
-    filled = [0] * count
-    heap = [(0, b) for b in range(count)]  # (weight, batch); full batches leave the heap
-    for i in sorted(range(len(sizes)), key=lambda i: (-weights[i], i)):
-        no_room: list[tuple[int, int]] = []
-        while heap:
-            load, b = heapq.heappop(heap)
-            if len(members[b]) >= max_batch_files:
-                continue  # full for good
-            if members[b] and filled[b] + nbytes[i] > max_batch_bytes:
-                no_room.append((load, b))  # a smaller file may still fit later
-                continue
-            break
-        else:
-            b = len(members)
-            members.append([])
-            loads.append(0)
-            filled.append(0)
-        members[b].append(i)
-        loads[b] += weights[i]
-        filled[b] += nbytes[i]
-        heapq.heappush(heap, (loads[b], b))
-        for entry in no_room:
-            heapq.heappush(heap, entry)
-    chosen = [b for b in range(len(members)) if members[b]]
-    chosen.sort(key=lambda b: (-loads[b], b))
-    return [sorted(members[b]) for b in chosen]
-
+from ssec_transfer.transfer.copy_run import CopyResult
 
 # -- on the client -------------------------------------------------------------------------
 
@@ -226,11 +171,17 @@ def default_key_source(job: TransferJob) -> KeySource | None:
     return KeySource.of(job.sse_key) if job.sse_key is not None else None
 
 
+def _source_key_source(job: TransferJob) -> KeySource | None:
+    """A copy's source key (a rotation's old key), described as `default_key_source` does."""
+    return KeySource.of(job.source_sse_key) if job.source_sse_key is not None else None
+
+
 def _refuse_travelling_keys(cluster: DaskCluster, travelling: list[TransferJob]) -> None:
     if not travelling or cluster.carries_secrets:
         return
     first = travelling[0]
-    source = first.sse_key.source if first.sse_key else "a key"
+    keys = [k for k in (first.sse_key, first.source_sse_key) if k is not None]
+    source = next((k.source for k in keys if KeySource.of(k).travels), "a key")
     raise UsageError(
         f"refusing to send SSE-C key material to the Dask scheduler {cluster.address}: a "
         f"plain tcp:// connection carries it in clear; {len(travelling)} object(s) (e.g. "
@@ -260,6 +211,14 @@ def _ledger_row(endpoint: str, result: TransferResult, mtime_ns: int | None) -> 
     )  # fmt: skip
 
 
+def _result(data: dict[str, Any]) -> TransferResult:
+    """A worker's result as this client would have it: a copy's or rotation's keeps its
+    copy facts (`via`, `verified`...), so its JSON line is the local run's."""
+    if "via" in data:
+        return CopyResult(**{**data, "attempts": tuple(data.get("attempts") or ())})
+    return TransferResult(**data)
+
+
 @asynccontextmanager
 async def run_jobs_distributed(
     engine: TransferEngine,
@@ -271,6 +230,7 @@ async def run_jobs_distributed(
     skip_existing: bool = False,
     max_files: int | None = None,
     on_bytes: Callable[[int], None] | None = None,
+    copying: CopySettings | None = None,
 ) -> AsyncIterator[DaskOutcomes]:
     """`bulk.run_jobs`, on a Dask cluster; iterate the outcomes as they finish.
 
@@ -282,18 +242,23 @@ async def run_jobs_distributed(
     `engine` is the client's open engine: its endpoint, connection settings, tuning and
     `resume` go to every worker (each batch opens its own engine), and its ledger receives
     every finished transfer here, on the client. Key material that would travel over plain
-    tcp:// is refused (UsageError) before anything is sent.
+    tcp:// is refused (UsageError) before anything is sent. Copy and rotation jobs
+    (`apps.copy_jobs`) run with `copying`; a rotation of every version comes back as one
+    outcome per version, its job naming that version.
     """
     planned = list(jobs)
     dist = import_distributed()
     early: list[JobOutcome] = []  # problems found while planning fail at once, as locally
-    todo: list[tuple[int, TransferJob, KeySource | None]] = []
+    todo: list[tuple[int, TransferJob, KeySource | None, KeySource | None]] = []
     for index, job in enumerate(planned):
         if job.problem is not None:
             early.append(JobOutcome(job, "failed", error=job.problem))
         else:
-            todo.append((index, job, key_source_for(job) if job.sse_key else None))
-    _refuse_travelling_keys(cluster, [job for _, job, s in todo if s is not None and s.travels])
+            source = key_source_for(job) if job.sse_key else None
+            todo.append((index, job, source, _source_key_source(job)))
+    _refuse_travelling_keys(
+        cluster, [job for _, job, *keys in todo if any(k is not None and k.travels for k in keys)]
+    )
     wire = await _wire_jobs(engine, todo, skip_existing=skip_existing)
 
     send, receive = anyio.create_memory_object_stream[JobOutcome](math.inf)
@@ -306,7 +271,7 @@ async def run_jobs_distributed(
             workers, threads = await anyio.to_thread.run_sync(session.threads)
             specs = _batch_specs(
                 engine, wire, cluster, threads, skip_existing=skip_existing,
-                fail_fast=fail_fast, max_files=max_files,
+                fail_fast=fail_fast, max_files=max_files, copying=copying or CopySettings(),
             )  # fmt: skip
             outcomes.workers, outcomes.batches = workers, len(specs)
             await anyio.to_thread.run_sync(session.submit, specs)
@@ -328,17 +293,17 @@ async def run_jobs_distributed(
 
 async def _wire_jobs(
     engine: TransferEngine,
-    todo: list[tuple[int, TransferJob, KeySource | None]],
+    todo: list[tuple[int, TransferJob, KeySource | None, KeySource | None]],
     *,
     skip_existing: bool,
 ) -> list[WireJob]:
     """The jobs as they travel: no keys, and the client's ledger rows the checks need."""
     rows: dict[int, LedgerEntry] = {}
     if engine.ledger is not None and (
-        skip_existing or any(job.operation == "download" for _, job, _ in todo)
+        skip_existing or any(job.operation == "download" for _, job, _, _ in todo)
     ):
         rows = await anyio.to_thread.run_sync(
-            _ledger_rows, engine.ledger, engine.endpoint_url, [(i, job) for i, job, _ in todo]
+            _ledger_rows, engine.ledger, engine.endpoint_url, [(i, job) for i, job, _, _ in todo]
         )
     return [
         WireJob(
@@ -351,8 +316,11 @@ async def _wire_jobs(
             size=job.size,
             key_source=source,
             ledger_entry=rows.get(i),
+            source_bucket=job.source_bucket,
+            source_key=job.source_key,
+            source_key_source=old,
         )
-        for i, job, source in todo
+        for i, job, source, old in todo
     ]
 
 
@@ -365,6 +333,7 @@ def _batch_specs(
     skip_existing: bool,
     fail_fast: bool,
     max_files: int | None,
+    copying: CopySettings,
 ) -> list[BatchSpec]:
     """The run cut into size-balanced batches for the cluster's `threads` worker threads."""
     sizes = [w.size for w in wire]
@@ -390,6 +359,7 @@ def _batch_specs(
             max_files=max_files,
             attributes=engine.attributes,
             no_clobber=engine.no_clobber,
+            copying=copying,
         )
         for b, group in enumerate(groups)
     ]
@@ -499,17 +469,25 @@ class _Pump:
             return False
         self.seen.add(index)
         job = self.planned[index]
-        result = TransferResult(**data["result"]) if data.get("result") else None
-        error = rebuild_error(data["error_detail"]) if data.get("error_detail") else None
-        outcome = JobOutcome(
-            job, data["status"], result, error, float(data["seconds"]), why=data.get("reason")
-        )
-        ledger = self.engine.ledger
-        if result is not None and ledger is not None:
-            row = _ledger_row(self.engine.endpoint_url, result, data.get("local_mtime_ns"))
-            with anyio.CancelScope(shield=True):  # the object exists now: note its key
-                await anyio.to_thread.run_sync(ledger.add, row)
-        return await self.emit(outcome)
+        for part in data.get("copies") or (data,):  # a rotation of every version: several
+            if part is not data and part.get("version_id") != job.version_id:
+                which = replace(job, version_id=part.get("version_id"))
+            else:
+                which = job  # the planned job itself: callers may know it by identity
+            result = _result(part["result"]) if part.get("result") else None
+            error = rebuild_error(part["error_detail"]) if part.get("error_detail") else None
+            outcome = JobOutcome(
+                which, part["status"], result, error, float(part["seconds"]),
+                why=part.get("reason"),
+            )  # fmt: skip
+            ledger = self.engine.ledger
+            if result is not None and ledger is not None:
+                row = _ledger_row(self.engine.endpoint_url, result, part.get("local_mtime_ns"))
+                with anyio.CancelScope(shield=True):  # the object exists now: note its key
+                    await anyio.to_thread.run_sync(ledger.add, row)
+            if await self.emit(outcome):
+                return True
+        return False
 
     async def fail_unseen(self, batches: Iterable[int], error: SSECTransferError) -> bool:
         for batch in sorted(batches):

@@ -14,11 +14,10 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
+from ssec_transfer.apps.distributed_batches import MAX_BATCH_BYTES, MAX_BATCH_FILES
 from ssec_transfer.apps.distributed_worker import BatchSpec, run_batch
 from ssec_transfer.core.errors import SSECTransferError, TransferFailedError, UsageError
-from ssec_transfer.core.plan import MiB
 
-GiB = 1024 * MiB
 # Transports on which key material may ride inside a task: encrypted, or never on a network.
 _SECRET_SAFE_SCHEMES = ("tls", "inproc")
 _POLL_SECONDS = 0.1  # how often the client looks for news from the cluster
@@ -39,8 +38,8 @@ class DaskCluster:
     address: str | None = None  # a running scheduler, e.g. tcp://host:8786 or tls://host:8786
     local_workers: int | None = None  # else: start a LocalCluster of this many processes
     batches_per_worker: int = 4  # per worker thread
-    max_batch_bytes: int = 4 * GiB
-    max_batch_files: int = 2000
+    max_batch_bytes: int = MAX_BATCH_BYTES
+    max_batch_files: int = MAX_BATCH_FILES
     connect_timeout: float = 30.0
 
     def __post_init__(self) -> None:

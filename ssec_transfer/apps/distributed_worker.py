@@ -14,7 +14,7 @@ import math
 import os
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,13 +25,16 @@ import anyio.to_thread
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ssec_transfer.apps.bulk import JobOutcome, TransferJob, run_jobs
+from ssec_transfer.apps.copy_jobs import CopySettings, run_copy_job
 from ssec_transfer.core.bandwidth import TokenBucket
 from ssec_transfer.core.errors import KeyFileError, SSECTransferError, UsageError
+from ssec_transfer.core.taskgroups import for_each
 from ssec_transfer.engine import TransferConfig, TransferEngine
 from ssec_transfer.keys.customer import SSECustomerKey
 from ssec_transfer.s3.client import ConnectionSettings
 from ssec_transfer.state.ledger import Ledger, LedgerEntry
 from ssec_transfer.transfer.attributes import ObjectAttributes
+from ssec_transfer.transfer.copy import CopyOutcome
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +124,10 @@ class WireJob:
     size: int | None
     key_source: KeySource | None
     ledger_entry: LedgerEntry | None  # the client's newest ledger row, for checks
+    # A copy's source (cp, sync S3 to S3) or a rotation's old key (`apps.copy_jobs`).
+    source_bucket: str = ""
+    source_key: str = ""
+    source_key_source: KeySource | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +145,7 @@ class BatchSpec:
     max_files: int | None
     attributes: ObjectAttributes = field(default_factory=ObjectAttributes)
     no_clobber: bool = False
+    copying: CopySettings = field(default_factory=CopySettings)  # cp, rotate, sync S3 to S3
 
 
 # -- on a worker ---------------------------------------------------------------------------
@@ -273,27 +281,29 @@ async def _snapshot_ledger(folder: str, jobs: Sequence[WireJob]) -> Ledger | Non
 def _local_jobs(jobs: Sequence[WireJob], where: str) -> tuple[list[TransferJob], dict[int, int]]:
     """Rebuild the jobs with keys loaded here; a key that cannot be loaded fails its job."""
     loaded: dict[KeySource, SSECustomerKey | SSECTransferError] = {}
+
+    def load(source: KeySource | None) -> SSECustomerKey | SSECTransferError | None:
+        if source is None:
+            return None
+        if source not in loaded:
+            try:
+                loaded[source] = source.load(where)
+            except SSECTransferError as exc:
+                loaded[source] = exc
+        return loaded[source]
+
     built: list[TransferJob] = []
     index_of: dict[int, int] = {}
     for wire in jobs:
-        key: SSECustomerKey | None = None
-        problem: SSECTransferError | None = None
-        source = wire.key_source
-        if source is not None:
-            if source not in loaded:
-                try:
-                    loaded[source] = source.load(where)
-                except SSECTransferError as exc:
-                    loaded[source] = exc
-            found = loaded[source]
-            if isinstance(found, SSECustomerKey):
-                key = found
-            else:
-                problem = found
+        key, source_key = load(wire.key_source), load(wire.source_key_source)
+        problem = next((k for k in (key, source_key) if isinstance(k, SSECTransferError)), None)
         job = TransferJob(
-            "upload" if wire.operation == "upload" else "download",
-            Path(wire.path), wire.bucket, wire.key, key, version_id=wire.version_id,
-            size=wire.size, problem=problem,
+            wire.operation,  # type: ignore[arg-type]  # one of `bulk.Operation`, as planned
+            Path(wire.path), wire.bucket, wire.key,
+            key if isinstance(key, SSECustomerKey) else None, version_id=wire.version_id,
+            size=wire.size, problem=problem, source_bucket=wire.source_bucket,
+            source_key=wire.source_key,
+            source_sse_key=source_key if isinstance(source_key, SSECustomerKey) else None,
         )  # fmt: skip
         built.append(job)
         index_of[id(job)] = wire.index
@@ -321,6 +331,25 @@ async def _outcome_dict(index: int, outcome: JobOutcome) -> dict[str, Any]:
     return data
 
 
+def _copies_dict(index: int, outcomes: list[CopyOutcome]) -> dict[str, Any]:
+    """A copy or rotation job's outcomes (one per version with --all-versions) as plain
+    data; `apps.distributed` rebuilds each as a `JobOutcome` naming the source version."""
+    return {
+        "index": index,
+        "copies": [
+            {
+                "status": o.status,
+                "version_id": o.version_id,
+                "result": dataclasses.asdict(o.result) if o.result else None,
+                "error_detail": o.error.to_dict() if o.error else None,
+                "reason": o.reason,
+                "seconds": o.result.seconds if o.result else 0.0,
+            }
+            for o in outcomes
+        ],
+    }
+
+
 _buckets: dict[int, TokenBucket] = {}
 _buckets_lock = threading.Lock()
 
@@ -338,6 +367,30 @@ def process_bucket(config: TransferConfig) -> TokenBucket | None:
         return bucket
 
 
+async def _copy_each(
+    engine: TransferEngine,
+    spec: BatchSpec,
+    jobs: list[TransferJob],
+    index_of: dict[int, int],
+    report: Callable[[int, list[CopyOutcome]], Awaitable[None]],
+    counter: _ByteCounter,
+) -> None:
+    """The batch's copies and rotations, at most `max_files` at once (as `run_jobs` bounds
+    files); with --fail-fast the first failure stops the rest."""
+    limit = spec.max_files or 2 * spec.config.concurrency
+    async with anyio.create_task_group() as tg:
+
+        async def one(job: TransferJob) -> None:
+            found = await run_copy_job(
+                engine, job, spec.copying, lambda done, total: counter.add(done)
+            )
+            await report(index_of[id(job)], found)
+            if spec.fail_fast and any(o.status == "failed" for o in found):
+                tg.cancel_scope.cancel()
+
+        await for_each(jobs, one, limit)
+
+
 async def _run_batch_async(
     spec: BatchSpec, todo: list[WireJob], resume: bool, channel: _Channel, where: str
 ) -> tuple[list[dict[str, Any]], tuple[int, int]]:
@@ -346,8 +399,11 @@ async def _run_batch_async(
     peaks = (0, 0)
     send, receive = anyio.create_memory_object_stream[dict[str, Any]](math.inf)
 
-    async def report(index: int, outcome: JobOutcome) -> None:
-        data = await _outcome_dict(index, outcome)
+    async def report(index: int, outcome: JobOutcome | list[CopyOutcome]) -> None:
+        if isinstance(outcome, list):
+            data = _copies_dict(index, outcome)
+        else:
+            data = await _outcome_dict(index, outcome)
         results.append(data)
         send.send_nowait(data)
 
@@ -363,13 +419,17 @@ async def _run_batch_async(
                     journal="default", resume=resume, attributes=spec.attributes,
                     no_clobber=spec.no_clobber, bandwidth=process_bucket(spec.config),
                 ) as engine:  # fmt: skip
-                    async with run_jobs(
-                        engine, jobs, fail_fast=spec.fail_fast,
-                        skip_existing=spec.skip_existing, max_files=spec.max_files,
-                        on_bytes=counter.add,
-                    ) as outcomes:  # fmt: skip
-                        async for outcome in outcomes:
-                            await report(index_of[id(outcome.job)], outcome)
+                    copies = [j for j in jobs if j.operation in ("copy", "rotate")]
+                    transfers = [j for j in jobs if j.operation in ("upload", "download")]
+                    async with anyio.create_task_group() as both:
+                        both.start_soon(_copy_each, engine, spec, copies, index_of, report, counter)
+                        async with run_jobs(
+                            engine, transfers, fail_fast=spec.fail_fast,
+                            skip_existing=spec.skip_existing, max_files=spec.max_files,
+                            on_bytes=counter.add,
+                        ) as outcomes:  # fmt: skip
+                            async for outcome in outcomes:
+                                await report(index_of[id(outcome.job)], outcome)
                     stats = engine.scheduler.stats()
                     peaks = (stats.peak_requests_in_flight, stats.peak_bytes_reserved)
             except SSECTransferError as exc:  # this worker cannot reach S3 at all

@@ -63,6 +63,7 @@ from ssec_transfer.keys.customer import SSECustomerKey
 from ssec_transfer.s3.listing import list_objects
 
 if TYPE_CHECKING:
+    from ssec_transfer.apps.distributed import DaskCluster
     from ssec_transfer.engine import TransferEngine
 
 
@@ -418,9 +419,12 @@ async def run_sync(
     on_bytes: Callable[[int], None] | None = None,
     fail_fast: bool = False,
     max_files: int | None = None,
+    cluster: DaskCluster | None = None,
 ) -> SyncReport:
     """Plan, then run. `on_planned(files, bytes)` learns what will be sent once the plan is
-    made (for a progress display); every outcome, skips included, goes to `on_outcome`."""
+    made (for a progress display); every outcome, skips included, goes to `on_outcome`.
+    With `cluster` the transfers and copies run on Dask workers (`apps.distributed`); the
+    listing, the inspection, the deletions and the ledger stay here."""
     report = SyncReport()
 
     def note(outcome: JobOutcome) -> None:
@@ -448,6 +452,16 @@ async def run_sync(
     why = {id(job): reason for job, reason in sends}
     copies = [job for job, _ in sends if job.operation == "copy"]
     transfers = [job for job, _ in sends if job.operation != "copy"]
+    if cluster is not None and sends:
+        from ssec_transfer.apps.distributed import run_jobs_distributed
+
+        async with run_jobs_distributed(
+            engine, [job for job, _ in sends], cluster=cluster, fail_fast=fail_fast,
+            max_files=max_files, on_bytes=on_bytes,
+        ) as found:  # fmt: skip
+            async for outcome in found:
+                note(replace(outcome, why=why.get(id(outcome.job))))
+        copies = transfers = []
     if transfers:
         async with run_jobs(
             engine, transfers, fail_fast=fail_fast, max_files=max_files, on_bytes=on_bytes

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from ssec_transfer.cli import keyring as keyring_cli
 from ssec_transfer.cli.common import (
+    dask_cluster,
     engine_for,
     key_for_object,
     other_key,
@@ -24,6 +25,7 @@ from ssec_transfer.cli.options import (
     CommandFactory,
     Handler,
     add_connection,
+    add_dask,
     add_dryrun,
     add_key,
     add_output,
@@ -37,6 +39,9 @@ from ssec_transfer.core.errors import UsageError
 from ssec_transfer.s3.urls import parse_s3_url
 
 if TYPE_CHECKING:
+    from ssec_transfer.apps.bulk import TransferJob
+    from ssec_transfer.apps.copy_jobs import CopySettings
+    from ssec_transfer.apps.distributed import DaskCluster
     from ssec_transfer.engine import TransferEngine
     from ssec_transfer.keys.customer import SSECustomerKey
     from ssec_transfer.transfer.copy import CopyOutcome
@@ -55,8 +60,13 @@ def _register_cp(command: CommandFactory) -> None:
         "large objects), re-encrypting from the source key to the target key; where the server "
         "refuses (Ceph 16: 501 for SSE-C sources) the data streams through this machine in "
         "bounded memory instead. Either side may be plain. The copy is read back and its "
-        "CRC32C compared with the source before success is reported.\n\n"
-        "  ssec-transfer cp s3://a/x.nc s3://b/x.nc --source-key-file old.key --key-file new.key",
+        "CRC32C compared with the source before success is reported. With --recursive and "
+        "--dask/--dask-local the objects are spread over a Dask cluster's workers in "
+        "size-balanced batches (the keys as files or variables present on every worker, or "
+        "sent over TLS).\n\n"
+        "  ssec-transfer cp s3://a/x.nc s3://b/x.nc --source-key-file old.key --key-file new.key\n"
+        "  ssec-transfer cp s3://a/l1/ s3://b/l1/ --recursive --source-key-file old.key "
+        "--key-file new.key --dask-local 2",
     )
     cp.add_argument("source", metavar="s3://SRC")
     cp.add_argument("target", metavar="s3://DST")
@@ -70,6 +80,7 @@ def _register_cp(command: CommandFactory) -> None:
     add_connection(cp)
     add_tuning(cp)
     add_output(cp)
+    add_dask(cp)
 
 
 def _register_rotate(command: CommandFactory) -> None:
@@ -79,8 +90,13 @@ def _register_rotate(command: CommandFactory) -> None:
         "Replace the key of s3://BUCKET/KEY: the object is copied onto itself under the new "
         "key (server-side where possible, else streamed), verified by reading it back, and only "
         "then does the old key stop working. Until then the old object stays intact; on failure "
-        "nothing changes. On versioned buckets old versions stay unless --delete-old-versions.\n\n"
-        "  ssec-transfer rotate s3://bucket/x.nc --key-file old.key --new-key-file new.key",
+        "nothing changes. On versioned buckets old versions stay unless --delete-old-versions. "
+        "With --recursive an object the new key already opens is skipped (reason "
+        "already-rotated), so running an interrupted rotation again finishes it without "
+        "rewriting anything; --dask/--dask-local spread the objects over a Dask cluster.\n\n"
+        "  ssec-transfer rotate s3://bucket/x.nc --key-file old.key --new-key-file new.key\n"
+        "  ssec-transfer rotate s3://bucket/l1/ --recursive --key-file old.key "
+        "--new-key-file new.key --dask-local 2",
     )
     rotate.add_argument("target", metavar="s3://BUCKET/KEY")
     rotate.add_argument("--recursive", action="store_true", help="every object under the prefix")
@@ -103,12 +119,15 @@ def _register_rotate(command: CommandFactory) -> None:
     add_connection(rotate)
     add_tuning(rotate)
     add_output(rotate)
+    add_dask(rotate)
 
 
 def _report_outcomes(args: argparse.Namespace, outcomes: list[CopyOutcome], started: float) -> int:
     from ssec_transfer.core.report import mib_per_s, summary_record
 
-    failed = [o for o in outcomes if o.status != "ok"]
+    failed = [o for o in outcomes if o.status == "failed"]
+    skipped = sum(o.status == "skipped" for o in outcomes)
+    ok = len(outcomes) - len(failed) - skipped
     code = max((o.error.exit_code for o in failed if o.error), default=0)
     moved = sum(o.result.size for o in outcomes if o.result is not None)
     seconds = time.perf_counter() - started
@@ -117,7 +136,8 @@ def _report_outcomes(args: argparse.Namespace, outcomes: list[CopyOutcome], star
             summary_record(
                 args.command,
                 objects=len(outcomes),
-                ok=len(outcomes) - len(failed),
+                ok=ok,
+                skipped=skipped,
                 failed=len(failed),
                 bytes=moved,
                 seconds=round(seconds, 3),
@@ -126,7 +146,8 @@ def _report_outcomes(args: argparse.Namespace, outcomes: list[CopyOutcome], star
             )
         )
     if failed or shows_successes(args):
-        print(f"{len(outcomes) - len(failed)} done, {len(failed)} failed", file=sys.stderr)
+        done = f"{ok} done, " + (f"{skipped} already under the new key, " if skipped else "")
+        print(f"{done}{len(failed)} failed", file=sys.stderr)
     for outcome in failed:
         print(f"failed: {outcome.source}: {outcome.error}", file=sys.stderr)
     return code
@@ -140,16 +161,64 @@ def _show_outcome(args: argparse.Namespace) -> Callable[[CopyOutcome], None]:
     return show
 
 
+def _cluster(args: argparse.Namespace) -> DaskCluster | None:
+    """--dask/--dask-local, which spread many objects: refused for one."""
+    cluster = dask_cluster(args)
+    if cluster is not None and not args.recursive:
+        raise UsageError(
+            f"--dask and --dask-local {args.command} many objects: add --recursive",
+            hint=f"a single object's {args.command} runs here, without a cluster",
+        )
+    return cluster
+
+
+async def _on_dask(
+    args: argparse.Namespace,
+    engine: TransferEngine,
+    jobs: list[TransferJob],
+    cluster: DaskCluster,
+    copying: CopySettings,
+) -> list[CopyOutcome]:
+    """The planned copies or rotations on the Dask cluster, each reported as it finishes,
+    as the local run reports it; the ledger is written here."""
+    from ssec_transfer.apps.copy_jobs import copy_outcome
+    from ssec_transfer.apps.distributed import run_jobs_distributed
+
+    show = _show_outcome(args)
+    found: list[CopyOutcome] = []
+    async with run_jobs_distributed(
+        engine, jobs, cluster=cluster, max_files=engine.config.concurrency * 2, copying=copying
+    ) as outcomes:
+        async for outcome in outcomes:
+            found.append(copy_outcome(outcome))
+            show(found[-1])
+    return found
+
+
 async def cmd_cp(args: argparse.Namespace) -> int:
     src, dst = parse_s3_url(args.source), parse_s3_url(args.target)
     source_key = other_key(args.source_key_file, args.source_key_env, prefix="source-key")
     target_key = load_key(args)
+    cluster = _cluster(args)
     from ssec_transfer.transfer.copy import copy_record
 
     started = time.perf_counter()
     async with engine_for(args) as engine:
         if args.dryrun:
             return await _dry_copy(args, engine, src.bucket, src.key, dst.bucket, dst.key)
+        if args.recursive and cluster is not None:
+            from ssec_transfer.apps.copy_jobs import CopySettings, plan_copies
+            from ssec_transfer.apps.remove import folder_prefix
+            from ssec_transfer.s3.listing import list_objects
+
+            await engine.prepare_copies(dst.bucket, source_key, target_key)
+            listed = list_objects(engine.client, src.bucket, folder_prefix(src.key))
+            jobs = await plan_copies(
+                listed, src.bucket, src.key, dst.bucket, dst.key, source_key=source_key,
+                target_key=target_key,
+            )  # fmt: skip
+            outcomes = await _on_dask(args, engine, jobs, cluster, CopySettings(via=args.via))
+            return _report_outcomes(args, outcomes, started)
         if args.recursive:
             outcomes = await engine.copy_prefix(
                 src.bucket, src.key, dst.bucket, dst.key, source_key=source_key,
@@ -262,6 +331,7 @@ async def cmd_rotate(args: argparse.Namespace) -> int:
     old_key = load_key(args)
     new_key = await _new_key(args)
     _refuse_same_key(new_key, old_key)
+    cluster = _cluster(args)
     from ssec_transfer.transfer.copy import copy_record
 
     started = time.perf_counter()
@@ -272,6 +342,22 @@ async def cmd_rotate(args: argparse.Namespace) -> int:
             old_key = await key_for_object(args, engine, None, url.bucket, url.key, args.version_id)
         old_key = require_key(old_key, "rotate")
         _refuse_same_key(new_key, old_key)
+        if args.recursive and cluster is not None:
+            from ssec_transfer.apps.copy_jobs import CopySettings, plan_rotations
+            from ssec_transfer.apps.remove import folder_prefix
+            from ssec_transfer.s3.listing import list_objects
+
+            await engine.prepare_copies(url.bucket, old_key, new_key)
+            listed = list_objects(
+                engine.client, url.bucket, folder_prefix(url.key), versions=args.all_versions
+            )
+            jobs = await plan_rotations(listed, url.bucket, old_key=old_key, new_key=new_key)
+            copying = CopySettings(
+                via=args.via, all_versions=args.all_versions,
+                delete_old_versions=args.delete_old_versions,
+            )  # fmt: skip
+            outcomes = await _on_dask(args, engine, jobs, cluster, copying)
+            return _report_outcomes(args, outcomes, started)
         if args.recursive:
             outcomes = await engine.rotate_prefix(
                 url.bucket, url.key, old_key=old_key, new_key=new_key,

@@ -357,11 +357,13 @@ def add_bulk(p: argparse.ArgumentParser, *, local_source: bool = False) -> None:
         "not sent again; the same key is required), and keep finished parts if this run is "
         "interrupted too; without it an interrupted upload is aborted",
     )
-    _add_dask(p.add_argument_group("Dask cluster (pip install 'ssec-transfer[dask]')"))
+    add_dask(p)
 
 
-def _add_dask(group: argparse._ArgumentGroup) -> None:
-    """--dask ADDRESS | --dask-local N, and --dask-batch-size."""
+def add_dask(p: argparse.ArgumentParser) -> None:
+    """--dask ADDRESS | --dask-local N, and --dask-batch-size: put/get (`add_bulk`), cp and
+    rotate --recursive, sync."""
+    group = p.add_argument_group("Dask cluster (pip install 'ssec-transfer[dask]')")
     where = group.add_mutually_exclusive_group()
     where.add_argument(
         "--dask",

@@ -12,11 +12,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ssec_transfer.cli.common import engine_for, other_key, progress_enabled
+from ssec_transfer.cli.common import dask_cluster, engine_for, other_key, progress_enabled
 from ssec_transfer.cli.options import (
     CommandFactory,
     Handler,
     add_connection,
+    add_dask,
     add_default_excludes,
     add_dryrun,
     add_filters,
@@ -53,7 +54,9 @@ def register(command: CommandFactory) -> None:
         "Objects without that seal (written by other tools) are compared by the CRC32C the "
         "ledger or the server recorded, else by size and time as aws does (said in the "
         "summary); --compare-checksums reads them instead. Downloads set each file's mtime "
-        "to its source's. Deletions run only when every transfer succeeded.\n\n"
+        "to its source's. Deletions run only when every transfer succeeded. With "
+        "--dask/--dask-local the transfers run on a Dask cluster's workers; listing, "
+        "comparing, deleting and the ledger stay on this machine.\n\n"
         "  ssec-transfer sync products/ s3://bucket/l1/ --key-file sse-c.key\n"
         "  ssec-transfer sync s3://bucket/l1/ mirror/ --key-file sse-c.key --delete\n"
         "  ssec-transfer sync s3://a/l1/ s3://b/l1/ --source-key-file a.key --key-file b.key\n"
@@ -90,6 +93,7 @@ def register(command: CommandFactory) -> None:
     add_connection(sync)
     add_tuning(sync)
     add_output(sync)
+    add_dask(sync)
 
 
 def _side(text: str, key: SSECustomerKey | None) -> Side:
@@ -168,6 +172,7 @@ async def cmd_sync(args: argparse.Namespace) -> int:
         default_excludes=args.default_excludes,
     )
     warn_leading_include(args, "sync")
+    cluster = dask_cluster(args)
     _refuse_overlap(spec.source, spec.dest)
     if isinstance(spec.source, Folder) and not spec.source.path.is_dir():
         raise UsageError(f"{args.source} is not a folder", hint="sync works on folders; use put")
@@ -193,7 +198,7 @@ async def cmd_sync(args: argparse.Namespace) -> int:
             report = await run_sync(
                 engine, spec, on_outcome, on_planned=planned,
                 on_bytes=lambda n: display.add_bytes(n), fail_fast=args.fail_fast,
-                max_files=args.max_files,
+                max_files=args.max_files, cluster=cluster,
             )  # fmt: skip
         except anyio.get_cancelled_exc_class():
             display.close()

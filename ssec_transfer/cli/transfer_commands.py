@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -459,14 +459,6 @@ def _bulk_cluster(args: argparse.Namespace) -> DaskCluster | None:
         return None
     if not (args.recursive or args.manifest):
         raise UsageError("--dask and --dask-local run many files: add --recursive or --manifest")
-    if getattr(args, "keyring", False) or getattr(args, "keyring_file", None):
-        # The workers run plain batches: none of them would look keys up in the keyring.
-        raise UsageError(
-            "--keyring cannot be combined with --dask/--dask-local yet: the workers would not "
-            "look the objects' keys up in the keyring",
-            hint="pass the key with --key-file or --key-env (present under the same path or "
-            "name on every worker), or drop --dask/--dask-local to use the keyring",
-        )
     return cluster
 
 
@@ -494,6 +486,33 @@ async def _keyring_resolver(
     return resolve
 
 
+async def _resolved(
+    planned: list[TransferJob],
+    resolver: Callable[[TransferJob], Awaitable[SSECustomerKey | None]],
+    concurrency: int,
+) -> list[TransferJob]:
+    """--keyring with --dask: each object's key is found here, before dispatch (the ledger,
+    then HEAD with the keyring's keys), and travels to its worker like any key that exists
+    only on this machine: over TLS, never over plain tcp:// (refused before anything is
+    sent). Only the keys the run needs leave this machine, never the keyring or its
+    passphrase. A key that cannot be found fails its object, as in a local run."""
+    from ssec_transfer.core.taskgroups import for_each
+
+    jobs = list(planned)
+
+    async def one(index: int) -> None:
+        job = jobs[index]
+        if job.operation != "download" or job.sse_key is not None or job.problem is not None:
+            return
+        try:
+            jobs[index] = replace(job, sse_key=await resolver(job))
+        except SSECTransferError as exc:
+            jobs[index] = replace(job, problem=exc)
+
+    await for_each(range(len(jobs)), one, concurrency)
+    return jobs
+
+
 async def _runner(
     args: argparse.Namespace,
     engine: TransferEngine,
@@ -505,6 +524,9 @@ async def _runner(
     if cluster is not None:
         from ssec_transfer.apps.distributed import run_jobs_distributed
 
+        resolver = await _keyring_resolver(args, engine)
+        if resolver is not None:
+            planned = await _resolved(planned, resolver, engine.config.concurrency)
         return run_jobs_distributed(
             engine, planned, cluster=cluster, fail_fast=args.fail_fast,
             skip_existing=args.skip_existing, max_files=args.max_files, on_bytes=on_bytes,

@@ -58,17 +58,27 @@ from ssec_transfer.transfer.copy_job import CopyJob, CopySource, head, object_ur
 from ssec_transfer.transfer.copy_plan import CopyOptions, Via
 from ssec_transfer.transfer.copy_run import CopyResult, run_copy
 
+# A rotation's object already under the new key (the old key refused, the new one opens it).
+ALREADY_ROTATED = "already-rotated"
+
 __all__ = [
+    "ALREADY_ROTATED",
     "CopyOptions",
     "CopyOutcome",
     "CopyResult",
     "Via",
     "copy_object",
+    "copy_one",
     "copy_prefix",
     "copy_record",
+    "failed_rotation",
+    "object_url",
     "rotate_all_versions",
+    "rotate_key",
     "rotate_object",
     "rotate_prefix",
+    "rotated",
+    "skipped_rotation",
 ]
 
 
@@ -80,26 +90,27 @@ class CopyOutcome:
     source: str
     destination: str
     version_id: str | None  # of the source
-    status: Literal["ok", "failed"]
+    status: Literal["ok", "skipped", "failed"]
     result: CopyResult | None = None
     error: SSECTransferError | None = None
     operation: Literal["copy", "rotate"] = "copy"
     bucket: str | None = None
     key: str | None = None
+    reason: str | None = None  # why it was skipped (`ALREADY_ROTATED`)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON line (`core.report.object_record`)."""
         return copy_record(
             self.result, self.operation, self.status, source=self.source,
             destination=self.destination, bucket=self.bucket, key=self.key,
-            source_version_id=self.version_id, error=self.error,
+            source_version_id=self.version_id, error=self.error, reason=self.reason,
         )  # fmt: skip
 
 
 def copy_record(
     result: CopyResult | None,
     operation: Literal["copy", "rotate"],
-    status: Literal["ok", "failed"] = "ok",
+    status: Literal["ok", "skipped", "failed"] = "ok",
     *,
     source: str | None = None,
     destination: str | None = None,
@@ -107,6 +118,7 @@ def copy_record(
     key: str | None = None,
     source_version_id: str | None = None,
     error: SSECTransferError | None = None,
+    reason: str | None = None,
 ) -> dict[str, Any]:
     """A copy's or rotation's JSON line: the common fields, plus how it went (`via`,
     `verified`, `attempts`) and what the source was."""
@@ -116,7 +128,7 @@ def copy_record(
         destination = destination or object_url(r.bucket, r.key, r.version_id)
     return object_record(
         operation, status, source=source, destination=destination, bucket=bucket, key=key,
-        result=r, error=error,
+        result=r, error=error, reason=reason,
         extra={
             "via": r.via if r else None,
             "verified": r.verified if r else False,
@@ -260,8 +272,9 @@ async def rotate_all_versions(
     progress: ProgressCallback | None = None,
 ) -> list[CopyOutcome]:
     """Rotate every version of `key` that `old_key` opens, oldest first, so the copy of the
-    current version is created last and stays current. Versions under another key are
-    reported as failed (each version may have its own key); if the current version is one of
+    current version is created last and stays current. Versions the new key opens already
+    are skipped (`ALREADY_ROTATED`); versions under another key are reported as failed
+    (each version may have its own key); if the current version is one of
     them, no older version is rotated, as its copy would become current."""
     _check_via(via)
     versions = await list_key_versions(client, bucket, key)
@@ -284,8 +297,14 @@ async def rotate_all_versions(
             continue
         try:
             await head(client, scheduler, old, listed.version_id)
+        except WrongKeyError as exc:
+            new = ObjectRef(bucket, key, new_key)
+            if await _opens(client, scheduler, new, listed.version_id):
+                outcomes.append(skipped_rotation(bucket, key, listed.version_id))
+            else:
+                outcomes.append(failed_rotation(bucket, key, listed.version_id, exc))
         except SSECTransferError as exc:
-            outcomes.append(_failed(bucket, key, listed.version_id, exc))
+            outcomes.append(failed_rotation(bucket, key, listed.version_id, exc))
         else:
             readable.append(listed.version_id)
     if readable and readable[-1] != versions[0].version_id:
@@ -295,7 +314,7 @@ async def rotate_all_versions(
             hint="rotate the versions under each key separately, newest key last",
             context=old.context("rotate"),
         )
-        return outcomes + [_failed(bucket, key, v, error) for v in readable]
+        return outcomes + [failed_rotation(bucket, key, v, error) for v in readable]
     for version in readable:
         try:
             result = await rotate_object(
@@ -305,13 +324,46 @@ async def rotate_all_versions(
                 progress=progress,
             )  # fmt: skip
         except SSECTransferError as exc:
-            outcomes.append(_failed(bucket, key, version, exc))
+            outcomes.append(failed_rotation(bucket, key, version, exc))
         else:
-            outcomes.append(_ok(bucket, key, version, result))
+            outcomes.append(rotated(bucket, key, version, result))
     return outcomes
 
 
 # -- a whole prefix -----------------------------------------------------------------------------
+
+
+async def copy_one(
+    client: Any,
+    scheduler: Scheduler,
+    src_bucket: str,
+    src: str,
+    dst_bucket: str,
+    dst: str,
+    *,
+    source_key: SSECustomerKey | None,
+    target_key: SSECustomerKey | None,
+    via: Via = "auto",
+    options: CopyOptions | None = None,
+    progress: ProgressCallback | None = None,
+) -> CopyOutcome:
+    """One object of `cp --recursive` (here or on a Dask worker): its outcome, never an
+    exception, so the others go on."""
+    source, destination = object_url(src_bucket, src), object_url(dst_bucket, dst)
+    try:
+        result = await copy_object(
+            client, scheduler, src_bucket, src, dst_bucket, dst,
+            source_key=source_key, target_key=target_key, via=via, options=options,
+            progress=progress,
+        )  # fmt: skip
+    except SSECTransferError as exc:
+        return CopyOutcome(
+            source, destination, None, "failed", None, exc, bucket=dst_bucket, key=dst
+        )
+    return CopyOutcome(
+        source, destination, result.source_version_id, "ok", result,
+        bucket=dst_bucket, key=dst,
+    )  # fmt: skip
 
 
 async def copy_prefix(
@@ -339,22 +391,51 @@ async def copy_prefix(
 
     async def one(pair: tuple[str, str]) -> CopyOutcome:
         src, dst = pair
-        source, destination = object_url(src_bucket, src), object_url(dst_bucket, dst)
-        try:
-            result = await copy_object(
-                client, scheduler, src_bucket, src, dst_bucket, dst,
-                source_key=source_key, target_key=target_key, via=via, options=options,
-            )  # fmt: skip
-        except SSECTransferError as exc:
-            return CopyOutcome(
-                source, destination, None, "failed", None, exc, bucket=dst_bucket, key=dst
-            )
-        return CopyOutcome(
-            source, destination, result.source_version_id, "ok", result,
-            bucket=dst_bucket, key=dst,
+        return await copy_one(
+            client, scheduler, src_bucket, src, dst_bucket, dst, source_key=source_key,
+            target_key=target_key, via=via, options=options,
         )  # fmt: skip
 
     return await _run_each(jobs, one, max_objects, on_outcome)
+
+
+async def rotate_key(
+    client: Any,
+    scheduler: Scheduler,
+    bucket: str,
+    key: str,
+    *,
+    old_key: SSECustomerKey,
+    new_key: SSECustomerKey,
+    all_versions: bool = False,
+    via: Via = "auto",
+    options: CopyOptions | None = None,
+    delete_old_versions: bool = False,
+    progress: ProgressCallback | None = None,
+) -> list[CopyOutcome]:
+    """One object of `rotate --recursive` (every version of it with `all_versions`), here or
+    on a Dask worker: its outcomes, never an exception.
+
+    Restartable: an object the old key does not open but the new key does was rotated
+    already (by an earlier run, or by a batch lost with its Dask worker) and is skipped, so
+    running the same rotation again finishes the job without rewriting anything."""
+    try:
+        if all_versions:
+            return await rotate_all_versions(
+                client, scheduler, bucket, key, old_key=old_key, new_key=new_key, via=via,
+                options=options, delete_old_versions=delete_old_versions, progress=progress,
+            )  # fmt: skip
+        result = await rotate_object(
+            client, scheduler, bucket, key, old_key=old_key, new_key=new_key, via=via,
+            options=options, delete_old_versions=delete_old_versions, progress=progress,
+        )  # fmt: skip
+    except WrongKeyError as exc:
+        if await _opens(client, scheduler, ObjectRef(bucket, key, new_key), None):
+            return [skipped_rotation(bucket, key, None)]
+        return [failed_rotation(bucket, key, None, exc)]
+    except SSECTransferError as exc:
+        return [failed_rotation(bucket, key, None, exc)]
+    return [rotated(bucket, key, result.source_version_id, result)]
 
 
 async def rotate_prefix(
@@ -373,24 +454,17 @@ async def rotate_prefix(
     on_outcome: Callable[[CopyOutcome], None] | None = None,
 ) -> list[CopyOutcome]:
     """`rotate --recursive`: every object under `prefix` (each of its versions with
-    `all_versions`). Objects under another key fail one by one; the others go on."""
+    `all_versions`). Objects already under the new key are skipped (`rotate_key`); objects
+    under another key fail one by one; the others go on."""
     _check_via(via)
     keys = [k async for k in iter_keys(client, bucket, _folder(prefix), versions=all_versions)]
 
     async def one(key: str) -> list[CopyOutcome]:
-        try:
-            if all_versions:
-                return await rotate_all_versions(
-                    client, scheduler, bucket, key, old_key=old_key, new_key=new_key, via=via,
-                    options=options, delete_old_versions=delete_old_versions,
-                )  # fmt: skip
-            result = await rotate_object(
-                client, scheduler, bucket, key, old_key=old_key, new_key=new_key, via=via,
-                options=options, delete_old_versions=delete_old_versions,
-            )  # fmt: skip
-        except SSECTransferError as exc:
-            return [_failed(bucket, key, None, exc)]
-        return [_ok(bucket, key, result.source_version_id, result)]
+        return await rotate_key(
+            client, scheduler, bucket, key, old_key=old_key, new_key=new_key,
+            all_versions=all_versions, via=via, options=options,
+            delete_old_versions=delete_old_versions,
+        )  # fmt: skip
 
     def report(group: list[CopyOutcome]) -> None:
         for outcome in group:
@@ -413,7 +487,8 @@ def _folder(prefix: str) -> str:
     return prefix if not prefix or prefix.endswith("/") else prefix + "/"
 
 
-def _ok(bucket: str, key: str, version: str | None, result: CopyResult) -> CopyOutcome:
+def rotated(bucket: str, key: str, version: str | None, result: CopyResult) -> CopyOutcome:
+    """A rotation's outcome that succeeded."""
     url = object_url(bucket, key, version)
     return CopyOutcome(
         url, object_url(bucket, key, result.version_id), version, "ok", result,
@@ -421,7 +496,28 @@ def _ok(bucket: str, key: str, version: str | None, result: CopyResult) -> CopyO
     )  # fmt: skip
 
 
-def _failed(bucket: str, key: str, version: str | None, error: SSECTransferError) -> CopyOutcome:
+def skipped_rotation(bucket: str, key: str, version: str | None) -> CopyOutcome:
+    """A rotation's outcome for an object (version) already under the new key."""
+    url = object_url(bucket, key, version)
+    return CopyOutcome(
+        url, url, version, "skipped", operation="rotate", bucket=bucket, key=key,
+        reason=ALREADY_ROTATED,
+    )  # fmt: skip
+
+
+async def _opens(client: Any, scheduler: Scheduler, ref: ObjectRef, version: str | None) -> bool:
+    """Whether `ref`'s key opens the object (this version): a HEAD, nothing read."""
+    try:
+        await head(client, scheduler, ref, version)
+    except SSECTransferError:
+        return False
+    return True
+
+
+def failed_rotation(
+    bucket: str, key: str, version: str | None, error: SSECTransferError
+) -> CopyOutcome:
+    """A rotation's outcome that failed with `error`."""
     url = object_url(bucket, key, version)
     return CopyOutcome(
         url, url, version, "failed", error=error, operation="rotate", bucket=bucket, key=key

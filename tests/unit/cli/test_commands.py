@@ -38,31 +38,6 @@ def no_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(transfer_commands, "engine_for", refuse)
 
 
-@pytest.mark.parametrize("keyring", [["--keyring"], ["--keyring-file", "ring.json"]])
-@pytest.mark.parametrize("dask", [["--dask-local", "2"], ["--dask", "tls://10.0.0.1:8786"]])
-@pytest.mark.parametrize("what", ["recursive", "manifest"])
-@pytest.mark.usefixtures("no_engine")
-def test_keyring_with_dask_is_refused_before_connecting(
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    keyring: list[str],
-    dask: list[str],
-    what: str,
-) -> None:
-    if what == "recursive":
-        argv = ["get", "s3://bucket/prefix/", str(tmp_path / "out"), "--recursive"]
-    else:
-        manifest = tmp_path / "todo.jsonl"
-        manifest.write_text('{"source": "s3://bucket/a", "destination": "a"}\n')
-        argv = ["get", "--manifest", str(manifest)]
-    code = main([*argv, *keyring, *dask, "--endpoint-url", "https://127.0.0.1:9"])
-    err = capsys.readouterr().err
-    assert code == 2
-    assert "--keyring cannot be combined with --dask/--dask-local yet" in err
-    assert "--key-file or --key-env" in err
-    assert not (tmp_path / "out").exists()
-
-
 @pytest.mark.usefixtures("no_engine")
 def test_dask_for_a_single_object_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -70,6 +45,30 @@ def test_dask_for_a_single_object_is_refused(
     code = main(["get", "s3://bucket/key", str(tmp_path / "out"), "--dask-local", "2"])
     assert code == 2
     assert "add --recursive or --manifest" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["cp", "rotate"])
+def test_dask_for_one_object_copy_or_rotation_is_refused_before_connecting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    command: str,
+) -> None:  # fmt: skip
+    from ssec_transfer.cli import copy_commands
+    from tests.support.helpers import make_key_file
+
+    def refuse(args: Any) -> Any:
+        raise AssertionError("the command tried to connect")
+
+    monkeypatch.setattr(copy_commands, "engine_for", refuse)
+    old, _ = make_key_file(tmp_path, "old.key")
+    new, _ = make_key_file(tmp_path, "new.key")
+    argv = (
+        ["cp", "s3://b/a", "s3://b/c", "--key-file", str(new)]
+        if command == "cp"
+        else ["rotate", "s3://b/a", "--key-file", str(old), "--new-key-file", str(new)]
+    )
+    assert main([*argv, "--dask-local", "2"]) == 2
+    err = capsys.readouterr().err
+    assert f"--dask and --dask-local {command} many objects: add --recursive" in err
 
 
 @pytest.mark.parametrize(
