@@ -69,7 +69,13 @@ from ssec_transfer.transfer.upload import UploadOptions, check_source, upload_fi
 
 if TYPE_CHECKING:
     # Imported where used: a put or get does not load the copy family or the stream paths.
-    from ssec_transfer.transfer.copy import CopyOptions, CopyOutcome, CopyResult, Via
+    from ssec_transfer.transfer.copy import (
+        CopyOptions,
+        CopyOutcome,
+        CopyResult,
+        RotationProof,
+        Via,
+    )
 
 log = logging.getLogger(__name__)
 
@@ -667,8 +673,25 @@ class TransferEngine:
                 client, self.scheduler, bucket, prefix, old_key=old_key, new_key=new_key,
                 all_versions=all_versions, via=via, options=self._copy_options(),
                 delete_old_versions=delete_old_versions, on_outcome=on_outcome,
+                proven=self._rotation_proof(new_key),
             )  # fmt: skip
         return await self._record_outcomes(outcomes)
+
+    def _rotation_proof(self, new_key: SSECustomerKey) -> RotationProof | None:
+        """How a rotation re-run knows an object already under `new_key` was verified: the
+        ledger's newest row of it (on a Dask worker, the client's rows it was sent)."""
+        ledger = self.ledger
+        if ledger is None:
+            return None
+        from ssec_transfer.transfer.copy import ledger_proves_rotation
+
+        endpoint = self.endpoint_url
+
+        async def proven(info: ObjectInfo) -> bool:
+            entry = await anyio.to_thread.run_sync(ledger.latest, endpoint, info.bucket, info.key)
+            return ledger_proves_rotation(entry, info, new_key.fingerprint)
+
+        return proven
 
     async def prepare_copies(
         self, bucket: str, source_key: SSECustomerKey | None, target_key: SSECustomerKey | None
@@ -734,6 +757,7 @@ class TransferEngine:
                 client, self.scheduler, bucket, key, old_key=old_key, new_key=new_key,
                 all_versions=all_versions, via=via, options=self._copy_options(),
                 delete_old_versions=delete_old_versions, progress=progress,
+                proven=self._rotation_proof(new_key),
             )  # fmt: skip
         return await self._record_outcomes(outcomes)
 

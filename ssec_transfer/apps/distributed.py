@@ -297,10 +297,13 @@ async def _wire_jobs(
     *,
     skip_existing: bool,
 ) -> list[WireJob]:
-    """The jobs as they travel: no keys, and the client's ledger rows the checks need."""
+    """The jobs as they travel: no keys, and the client's ledger rows the checks need
+    (--skip-existing, download digests, and a rotation's proof that an object already under
+    the new key was verified)."""
     rows: dict[int, LedgerEntry] = {}
+    checked = ("download", "rotate")
     if engine.ledger is not None and (
-        skip_existing or any(job.operation == "download" for _, job, _, _ in todo)
+        skip_existing or any(job.operation in checked for _, job, _, _ in todo)
     ):
         rows = await anyio.to_thread.run_sync(
             _ledger_rows, engine.ledger, engine.endpoint_url, [(i, job) for i, job, _, _ in todo]

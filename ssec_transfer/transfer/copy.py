@@ -36,8 +36,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from ssec_transfer.core.crc import digest_text
 from ssec_transfer.core.errors import (
     ErrorContext,
     IntegrityError,
@@ -47,7 +48,7 @@ from ssec_transfer.core.errors import (
     WrongKeyError,
 )
 from ssec_transfer.core.report import object_record
-from ssec_transfer.core.results import ProgressCallback
+from ssec_transfer.core.results import ObjectInfo, ProgressCallback
 from ssec_transfer.core.scheduler import Scheduler
 from ssec_transfer.core.taskgroups import for_each
 from ssec_transfer.keys.customer import SSECustomerKey
@@ -57,6 +58,13 @@ from ssec_transfer.s3.requests import ObjectRef, real_version
 from ssec_transfer.transfer.copy_job import CopyJob, CopySource, head, object_url
 from ssec_transfer.transfer.copy_plan import CopyOptions, Via
 from ssec_transfer.transfer.copy_run import CopyResult, run_copy
+from ssec_transfer.transfer.copy_verify import digest
+
+if TYPE_CHECKING:
+    from ssec_transfer.state.ledger import LedgerEntry
+
+# Whether the ledger proves an object version rotated and verified (`ledger_proves_rotation`).
+RotationProof = Callable[[ObjectInfo], Awaitable[bool]]
 
 # A rotation's object already under the new key (the old key refused, the new one opens it).
 ALREADY_ROTATED = "already-rotated"
@@ -270,6 +278,7 @@ async def rotate_all_versions(
     options: CopyOptions | None = None,
     delete_old_versions: bool = False,
     progress: ProgressCallback | None = None,
+    proven: RotationProof | None = None,
 ) -> list[CopyOutcome]:
     """Rotate every version of `key` that `old_key` opens, oldest first, so the copy of the
     current version is created last and stays current. Versions the new key opens already
@@ -298,11 +307,10 @@ async def rotate_all_versions(
         try:
             await head(client, scheduler, old, listed.version_id)
         except WrongKeyError as exc:
-            new = ObjectRef(bucket, key, new_key)
-            if await _opens(client, scheduler, new, listed.version_id):
-                outcomes.append(skipped_rotation(bucket, key, listed.version_id))
-            else:
-                outcomes.append(failed_rotation(bucket, key, listed.version_id, exc))
+            skipped = await _already_rotated(
+                client, scheduler, bucket, key, listed.version_id, new_key, options, exc, proven
+            )
+            outcomes.append(skipped)
         except SSECTransferError as exc:
             outcomes.append(failed_rotation(bucket, key, listed.version_id, exc))
         else:
@@ -412,6 +420,7 @@ async def rotate_key(
     options: CopyOptions | None = None,
     delete_old_versions: bool = False,
     progress: ProgressCallback | None = None,
+    proven: RotationProof | None = None,
 ) -> list[CopyOutcome]:
     """One object of `rotate --recursive` (every version of it with `all_versions`), here or
     on a Dask worker: its outcomes, never an exception.
@@ -424,18 +433,73 @@ async def rotate_key(
             return await rotate_all_versions(
                 client, scheduler, bucket, key, old_key=old_key, new_key=new_key, via=via,
                 options=options, delete_old_versions=delete_old_versions, progress=progress,
+                proven=proven,
             )  # fmt: skip
         result = await rotate_object(
             client, scheduler, bucket, key, old_key=old_key, new_key=new_key, via=via,
             options=options, delete_old_versions=delete_old_versions, progress=progress,
         )  # fmt: skip
     except WrongKeyError as exc:
-        if await _opens(client, scheduler, ObjectRef(bucket, key, new_key), None):
-            return [skipped_rotation(bucket, key, None)]
-        return [failed_rotation(bucket, key, None, exc)]
+        skipped = await _already_rotated(
+            client, scheduler, bucket, key, None, new_key, options, exc, proven
+        )
+        return [skipped]
     except SSECTransferError as exc:
         return [failed_rotation(bucket, key, None, exc)]
     return [rotated(bucket, key, result.source_version_id, result)]
+
+
+async def _already_rotated(
+    client: Any,
+    scheduler: Scheduler,
+    bucket: str,
+    key: str,
+    version_id: str | None,
+    new_key: SSECustomerKey,
+    options: CopyOptions | None,
+    refused: WrongKeyError,
+    proven: RotationProof | None,
+) -> CopyOutcome:
+    """The old key was refused: the object counts as rotated if the new key opens it, and
+    only once that is verified. A ledger row of a verified rotation of this very object
+    (`proven`) is proof enough; otherwise (a worker died between the copy and its read-back)
+    the object is read back in full with the new key, and checked against the CRC32C its
+    upload sealed, when it sealed one."""
+    ref = ObjectRef(bucket, key, new_key)
+    try:
+        info, answer = await head(client, scheduler, ref, version_id)
+    except SSECTransferError:
+        return failed_rotation(bucket, key, version_id, refused)
+    if proven is not None and await proven(info):
+        return skipped_rotation(bucket, key, version_id)
+    job = CopyJob(client, scheduler, CopySource(info, answer, new_key), ref,
+                  options or CopyOptions())  # fmt: skip
+    try:
+        crc = await digest(job, info, new_key, operation="verify", whole_first=True)
+    except SSECTransferError as exc:
+        return failed_rotation(bucket, key, version_id, exc)
+    sealed = info.sealed.crc32c if info.sealed is not None else None
+    if sealed is not None and sealed != crc:
+        mismatch = IntegrityError(
+            f"s3://{bucket}/{key} opens with the new key, but its CRC32C "
+            f"{digest_text(crc)} is not the {digest_text(sealed)} its upload sealed",
+            hint="restore the object from a copy or a noncurrent version, then rotate again",
+            context=ref.context("verify"),
+        )
+        return failed_rotation(bucket, key, version_id, mismatch)
+    return skipped_rotation(bucket, key, version_id)
+
+
+def ledger_proves_rotation(
+    entry: LedgerEntry | None, info: ObjectInfo, new_fingerprint: str
+) -> bool:
+    """Whether `entry` (the newest ledger row of the object) records this very object
+    version, verified under the new key: same key fingerprint, version, ETag and size."""
+    if entry is None or entry.key_fingerprint != new_fingerprint or entry.size != info.size:
+        return False
+    if (entry.version_id or None) != (real_version(info.version_id) or None):
+        return False
+    return bool(entry.etag) and (entry.etag or "").strip('"') == (info.etag or "").strip('"')
 
 
 async def rotate_prefix(
@@ -452,6 +516,7 @@ async def rotate_prefix(
     delete_old_versions: bool = False,
     max_objects: int = 16,
     on_outcome: Callable[[CopyOutcome], None] | None = None,
+    proven: RotationProof | None = None,
 ) -> list[CopyOutcome]:
     """`rotate --recursive`: every object under `prefix` (each of its versions with
     `all_versions`). Objects already under the new key are skipped (`rotate_key`); objects
@@ -463,7 +528,7 @@ async def rotate_prefix(
         return await rotate_key(
             client, scheduler, bucket, key, old_key=old_key, new_key=new_key,
             all_versions=all_versions, via=via, options=options,
-            delete_old_versions=delete_old_versions,
+            delete_old_versions=delete_old_versions, proven=proven,
         )  # fmt: skip
 
     def report(group: list[CopyOutcome]) -> None:
@@ -503,15 +568,6 @@ def skipped_rotation(bucket: str, key: str, version: str | None) -> CopyOutcome:
         url, url, version, "skipped", operation="rotate", bucket=bucket, key=key,
         reason=ALREADY_ROTATED,
     )  # fmt: skip
-
-
-async def _opens(client: Any, scheduler: Scheduler, ref: ObjectRef, version: str | None) -> bool:
-    """Whether `ref`'s key opens the object (this version): a HEAD, nothing read."""
-    try:
-        await head(client, scheduler, ref, version)
-    except SSECTransferError:
-        return False
-    return True
 
 
 def failed_rotation(

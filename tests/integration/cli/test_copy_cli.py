@@ -54,3 +54,36 @@ def test_rotate_refuses_the_same_key(tmp_path: Path, server_env: dict[str, str],
                      env=server_env)  # fmt: skip
     assert result.returncode == 2
     assert "the new key is the old key" in result.stderr
+
+
+def test_a_rerun_verifies_objects_it_finds_under_the_new_key(
+    tmp_path: Path, bucket: str, server_env: dict[str, str], key_file, admin
+) -> None:  # type: ignore[no-untyped-def]
+    """An object already under the new key that the ledger does not record as rotated (a
+    worker died between the copy and its read-back, or another machine rotated it) is read
+    back in full with the new key before it counts as rotated: one whose sealed CRC32C does
+    not match its bytes fails; an honest one is skipped; neither is rewritten."""
+    from ssec_transfer.keys.seal import SourceFacts, sealed_metadata
+    from ssec_transfer.s3.sse import sse_params
+
+    old_path, _ = key_file
+    new_path, new = make_key_file(tmp_path, "new.key")
+    honest, forged = b"honest bytes" * 100, b"forged bytes" * 100
+    for name, body, crc in (("r/honest", honest, None), ("r/forged", forged, 12345)):
+        facts = SourceFacts(size=len(body), mtime_ns=None, crc32c=crc)
+        admin.put_object(Bucket=bucket, Key=name, Body=body, **sse_params(new),
+                         Metadata=sealed_metadata(facts, new, bucket, name))  # fmt: skip
+    run = run_cli("rotate", f"s3://{bucket}/r/", "--recursive", "--key-file", old_path,
+                  "--new-key-file", new_path, "--json", env=server_env)  # fmt: skip
+    assert run.returncode == 1, run.stderr
+    rows = {r["key"]: r for r in map(json.loads, run.stdout.splitlines()) if r.get("key")}
+    assert (rows["r/honest"]["status"], rows["r/honest"]["reason"]) == (
+        "skipped",
+        "already-rotated",
+    )
+    assert rows["r/forged"]["status"] == "failed"
+    assert rows["r/forged"]["error_type"] == "IntegrityError"
+    assert "is not the" in rows["r/forged"]["error"]
+    for name, body in (("r/honest", honest), ("r/forged", forged)):
+        got = admin.get_object(Bucket=bucket, Key=name, **sse_params(new))["Body"].read()
+        assert got == body  # read, never rewritten
