@@ -73,10 +73,19 @@ def ignore_interrupts(dist: Any) -> Any:
     return IgnoreInterrupts()
 
 
+def _quiet_dask_logs() -> None:
+    """distributed's own config sets its loggers to INFO when it is imported (a line per
+    worker start, connection and shutdown), which the command's stderr handler would print,
+    even under --quiet. Its warnings and errors still show; everything only with -vv."""
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+
+
 class Session:
     """The blocking side: a Dask client (and our LocalCluster). Call from a worker thread."""
 
     def __init__(self, dist: Any, cluster: DaskCluster) -> None:
+        _quiet_dask_logs()
         self.dist = dist
         self.local: Any = None
         self.client: Any = None

@@ -87,6 +87,7 @@ def test_rotate_recursive_on_dask_prints_what_a_local_run_prints_and_reruns_skip
             "--new-key-file", new_path, "--json", *extra, env=server_env,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr[-3000:]
+        assert "INFO" not in done.stderr  # Dask's own start-up chatter stays out of stderr
         rows, summary = _lines(done.stdout)
         assert (summary["objects"], summary["ok"], summary["failed"]) == (25, 25, 0)
         assert all(r["verified"] and r["old_key_refused"] for r in rows)
