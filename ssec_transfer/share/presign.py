@@ -6,7 +6,8 @@ the URL's SigV4 signature covers them (`X-Amz-SignedHeaders`). SeaweedFS 4.48 re
 `x-amz-*` header sent with a presigned URL that the URL does not sign (SignatureDoesNotMatch),
 the key header included, so the key header is signed (`SIGN_KEY_HEADER`, as botocore and the
 AWS SDKs do): the signature is then a function of the key, which gives nothing away (HMAC over a
-SHA-256, with a 256-bit key). Ceph is to be measured; flip the constant if it wants otherwise.
+SHA-256, with a 256-bit key). Ceph RGW 16 accepts both (it checks only signed headers), so
+signing the key is the one choice that works on both (`test_sharing_differences.py`).
 
 What the holder needs to check locally rides in the URL's fragment (`#ssec-method=GET&
 ssec-fingerprint=...`): browsers, curl and aiohttp never send a fragment, so no server can
