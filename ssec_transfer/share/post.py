@@ -34,7 +34,9 @@ from ssec_transfer.core.errors import (
     TransferFailedError,
     WrongKeyError,
 )
+from ssec_transfer.core.retry import RetryPolicy
 from ssec_transfer.share.grant import KEY_FIELD, Grant
+from ssec_transfer.share.retrying import TRANSIENT_STATUS, Retryable, with_retries
 
 if TYPE_CHECKING:
     from ssec_transfer.keys.customer import SSECustomerKey
@@ -239,16 +241,49 @@ async def post_file(
     key: SSECustomerKey,
     *,
     progress: Progress | None = None,
+    policy: RetryPolicy | None = None,
 ) -> PostResult:
     """POST `path` as `object_key` under `key` through `grant`. No local checks of the grant
     here (the caller makes them, `share.grant`); this refuses only http:// and verifies the
-    answer. A file that changed while it was sent fails (LocalIOError): the object may exist."""
+    answer. A broken connection or a busy server (`TRANSIENT_STATUS`) is retried with backoff
+    (a POST of the same name replaces the object, so a repeat is safe); a refusal is not. A
+    file that changed while it was sent fails (LocalIOError): the object may exist."""
     ctx = ErrorContext(OPERATION, grant.bucket, object_key)
     if not grant.url.lower().startswith("https://"):
         raise InsecureEndpointError(
             f"refusing to send an SSE-C key to {grant.url}: not HTTPS", context=ctx
         )
     started = time.perf_counter()
+    sent = 0
+
+    def counted(n: int) -> None:
+        nonlocal sent
+        sent += n
+        if progress is not None:
+            progress(n)
+
+    def rewind() -> None:
+        nonlocal sent
+        if progress is not None and sent:
+            progress(-sent)
+        sent = 0
+
+    async def attempt() -> PostResult:
+        return await _post_once(session, grant, path, object_key, key, counted, started)
+
+    return await with_retries(attempt, what=f"post: {path}", policy=policy, rewind=rewind)
+
+
+async def _post_once(
+    session: aiohttp.ClientSession,
+    grant: Grant,
+    path: str,
+    object_key: str,
+    key: SSECustomerKey,
+    progress: Progress,
+    started: float,
+) -> PostResult:
+    ctx = ErrorContext(OPERATION, grant.bucket, object_key)
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError as exc:
@@ -276,10 +311,12 @@ async def post_file(
                 context=ctx,
             ) from None
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise EndpointError(
-                f"the POST to {grant.url} failed: {type(exc).__name__}: {exc}",
-                hint="check the network and, for a private CA, --ca-bundle; then post again",
-                context=ctx,
+            raise Retryable(
+                EndpointError(
+                    f"the POST to {grant.url} failed: {type(exc).__name__}: {exc}",
+                    hint="check the network and, for a private CA, --ca-bundle; then post again",
+                    context=ctx,
+                )
             ) from None
         after = Snapshot.of(path)
     finally:
@@ -289,7 +326,10 @@ async def post_file(
         code, message, rid = parse_error(answer)
         if rid and not request_id:
             ctx = ErrorContext(OPERATION, grant.bucket, object_key, status=status, request_id=rid)
-        raise refusal(status, code, message, ctx, grant)
+        refused = refusal(status, code, message, ctx, grant)
+        if status in TRANSIENT_STATUS:
+            raise Retryable(refused)
+        raise refused
     stored = parse_post_response(answer)
     if stored.get("Bucket") != grant.bucket or stored.get("Key") != object_key:
         raise IntegrityError(

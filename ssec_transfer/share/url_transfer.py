@@ -5,13 +5,18 @@ a presigned URL has neither, so the request is sent here with aiohttp, verifying
 client does (--ca-bundle, AWS_CA_BUNDLE, else botocore's bundle). What lands on disk goes
 through the same `transfer.destination` as a normal get: DEST planned (folder, link, device,
 protected files), a locked temporary file beside it, renamed over DEST only once every byte
-arrived, its length matched Content-Length and its CRC32C the server's stored checksum (when
-the server returns one); on any failure the temporary file is removed and DEST is untouched.
+arrived, its length matched Content-Length and its CRC32C the server's stored checksum, or else
+the one the tool's upload sealed in the object's metadata (when there is one); on any
+failure the temporary file is removed and DEST is untouched.
 
 An upload is one PUT (at most 5 GiB, S3's limit for it) with Content-Length and Content-MD5:
 Content-MD5 is not an x-amz-* header, so the URL need not sign it, and the server refuses a
 body that does not match it (BadDigest), as SeaweedFS does. The file is hashed first, then
 streamed; a file that changes meanwhile is refused by that very check.
+
+A broken connection, a body cut or corrupted in transit, or a busy server's 5xx/429 is retried
+with the engine's backoff (`share.retrying`); a download starts again into a new temporary
+file, except into a device or FIFO, where bytes written stay written.
 
 Every refusal is mapped once, in `_refusal`: nothing here ever puts the URL's query (a bearer
 credential) or the key in a message.
@@ -26,10 +31,11 @@ import os
 import re
 import stat
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import aiohttp
 import anyio
@@ -53,6 +59,7 @@ from ssec_transfer.core.results import ProgressCallback
 from ssec_transfer.keys.customer import SSECustomerKey
 from ssec_transfer.share.https import open_session
 from ssec_transfer.share.presign import PresignedUrl
+from ssec_transfer.share.retrying import TRANSIENT_STATUS, Retryable, with_retries
 from ssec_transfer.transfer.destination import TempFile, open_stream, plan_destination
 
 MAX_PUT = 5 * 1024**3  # S3's largest single PUT
@@ -114,16 +121,26 @@ async def download(
     headers = _prepare(url, "GET", sse_key)
     target = await anyio.to_thread.run_sync(plan_destination, dest, url.object_name or "object")
     started = time.perf_counter()
-    session = _session(connection)
-    async with session, _request(session, "GET", url, headers) as response:
-        if response.status >= 300:
-            raise await _refusal(response, url, "GetObject")
-        size = _content_length(response, url)
-        if target.kind == "stream":
-            crc = await _into_stream(response, target.path, size, url, progress)
-        else:
-            crc = await _into_file(response, target, size, url, progress)
-        answer = response.headers
+    progress, rewind = _rewindable(progress)
+
+    async def attempt(session: aiohttp.ClientSession) -> tuple[int, int, Any]:
+        async with _request(session, "GET", url, headers) as response:
+            await _raise_refusal(response, url, "GetObject")
+            size = _content_length(response, url)
+            expected = _expected_crc(response, url, sse_key)
+            if target.kind == "stream":  # bytes written into a device or FIFO stay written
+                crc = await _into_stream(response, target.path, size, url, progress, expected)
+            else:
+                try:
+                    crc = await _into_file(response, target, size, url, progress, expected)
+                except IntegrityError as exc:  # a broken or corrupted body: nothing was kept
+                    raise Retryable(exc) from None
+            return size, crc, response.headers
+
+    async with _session(connection) as session:
+        size, crc, answer = await with_retries(
+            lambda: attempt(session), what=f"get --url: {url.shown}", rewind=rewind
+        )
     return UrlResult(
         "download", str(target.path), size, time.perf_counter() - started,
         answer.get("ETag"), answer.get("x-amz-version-id"), sse_key.fingerprint,
@@ -172,8 +189,35 @@ async def _chunks(
         )
 
 
-def _check_crc(response: aiohttp.ClientResponse, crc: int, url: PresignedUrl) -> None:
-    expected = _stored_crc(response)
+def _sealed_crc(
+    response: aiohttp.ClientResponse, url: PresignedUrl, sse_key: SSECustomerKey
+) -> str | None:
+    """The CRC32C the tool's upload sealed in the object's metadata (`keys.seal`), which a GET
+    returns with the object: the check where the server keeps no checksum (Ceph RGW). The
+    seal is bound to bucket and key, read from the URL as path-style, then virtual-host."""
+    from ssec_transfer.keys.seal import METADATA_NAME, unseal
+
+    value = response.headers.get(f"x-amz-meta-{METADATA_NAME}")
+    if not value:
+        return None
+    parts = urlsplit(url.url)
+    path = unquote(parts.path).lstrip("/")
+    bucket, _, key = path.partition("/")
+    names = [(bucket, key), ((parts.hostname or "").split(".", 1)[0], path)]
+    for bucket, key in names:
+        facts = unseal(value, sse_key, bucket, key)
+        if facts is not None:
+            return None if facts.crc32c is None else digest_text(facts.crc32c)
+    return None
+
+
+def _expected_crc(
+    response: aiohttp.ClientResponse, url: PresignedUrl, sse_key: SSECustomerKey
+) -> str | None:
+    return _stored_crc(response) or _sealed_crc(response, url, sse_key)
+
+
+def _check_crc(expected: str | None, crc: int, url: PresignedUrl) -> None:
     if expected is not None and digest_text(crc) != expected:
         raise IntegrityError(
             f"{url.shown}: the data received has CRC32C {digest_text(crc)}, but the object's "
@@ -189,6 +233,7 @@ async def _into_file(
     size: int,
     url: PresignedUrl,
     progress: ProgressCallback | None,
+    expected: str | None,
 ) -> int:
     with anyio.CancelScope(shield=True):  # a temporary file created must be known, to go
         temp = await anyio.to_thread.run_sync(TempFile, target, None, size)
@@ -203,7 +248,7 @@ async def _into_file(
             offset += len(chunk)
             if progress:
                 progress(len(chunk), size)
-        _check_crc(response, crc, url)
+        _check_crc(expected, crc, url)
         await anyio.to_thread.run_sync(temp.commit)
     except BaseException:
         with anyio.CancelScope(shield=True):
@@ -218,6 +263,7 @@ async def _into_stream(
     size: int,
     url: PresignedUrl,
     progress: ProgressCallback | None,
+    expected: str | None,
 ) -> int:
     """A device or FIFO DEST is written into, in order, as a normal get does."""
     out = await anyio.to_thread.run_sync(open_stream, path)
@@ -230,7 +276,7 @@ async def _into_stream(
                 progress(len(chunk), size)
     finally:
         await anyio.to_thread.run_sync(out.close)
-    _check_crc(response, crc, url)
+    _check_crc(expected, crc, url)
     return crc
 
 
@@ -278,12 +324,17 @@ async def upload(
                 if progress:
                     progress(len(block), size)
 
-    session = _session(connection)
-    async with session, _request(session, "PUT", url, headers, body()) as response:
-        if response.status >= 300:
-            raise await _refusal(response, url, "PutObject")
-        answer = response.headers
-        await response.read()
+    async def attempt(session: aiohttp.ClientSession) -> Any:
+        async with _request(session, "PUT", url, headers, body()) as response:
+            await _raise_refusal(response, url, "PutObject")
+            await response.read()
+            return response.headers
+
+    progress, rewind = _rewindable(progress)
+    async with _session(connection) as session:
+        answer = await with_retries(
+            lambda: attempt(session), what=f"put --url: {url.shown}", rewind=rewind
+        )
     now = await anyio.to_thread.run_sync(os.stat, source)
     if (now.st_size, now.st_mtime_ns) != (size, mtime):
         raise TransferFailedError(
@@ -329,16 +380,53 @@ class _request:
                 context=ErrorContext(operation),
             ) from None
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise EndpointError(
-                f"{url.shown}: {exc or type(exc).__name__}",
-                hint="check that the server is reachable from here, then run it again",
-                context=ErrorContext(operation),
+            raise Retryable(
+                EndpointError(
+                    f"{url.shown}: {exc or type(exc).__name__}",
+                    hint="check that the server is reachable from here, then run it again",
+                    context=ErrorContext(operation),
+                )
             ) from None
         return self._response
 
     async def __aexit__(self, *exc: object) -> None:
         if self._response is not None:
             self._response.release()
+
+
+def _rewindable(
+    progress: ProgressCallback | None,
+) -> tuple[ProgressCallback | None, Callable[[], None]]:
+    """`progress`, counting what it was told, and how to take that back when an attempt
+    fails and the transfer starts again."""
+    if progress is None:
+        return None, lambda: None
+    told = [0, 0]  # bytes, total
+
+    def counted(done: int, total: int) -> None:
+        told[0] += done
+        told[1] = total
+        progress(done, total)
+
+    def rewind() -> None:
+        if told[0]:
+            progress(-told[0], told[1])
+        told[0] = 0
+
+    return counted, rewind
+
+
+async def _raise_refusal(
+    response: aiohttp.ClientResponse, url: PresignedUrl, operation: str
+) -> None:
+    """A refusal raised as the tool's error; a busy or restarting server's
+    (`TRANSIENT_STATUS`) as one another attempt may not meet."""
+    if response.status < 300:
+        return
+    refused = await _refusal(response, url, operation)
+    if response.status in TRANSIENT_STATUS:
+        raise Retryable(refused)
+    raise refused
 
 
 async def _refusal(

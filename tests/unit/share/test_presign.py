@@ -177,3 +177,29 @@ def test_the_headers_file_is_new_and_0600(tmp_path: Path) -> None:
     assert path.read_text() == text
     with pytest.raises(UsageError, match="refusing to overwrite"):
         presign.write_headers_file(path, text)
+
+
+def test_a_download_is_checked_against_the_crc32c_its_upload_sealed() -> None:
+    """Where the server keeps no checksum (Ceph RGW), `get --url` checks the bytes against the
+    CRC32C the tool's upload sealed for this bucket and key (path-style or virtual-host URL);
+    a seal for another object, or under another key, is not trusted."""
+    from types import SimpleNamespace
+
+    from ssec_transfer.core.crc import digest_text
+    from ssec_transfer.keys.seal import METADATA_NAME, SourceFacts, seal
+    from ssec_transfer.share.presign import parse_presigned_url
+    from ssec_transfer.share.url_transfer import _expected_crc
+
+    key = SSECustomerKey.generate()
+    sealed = seal(SourceFacts(size=3, mtime_ns=None, crc32c=1234), key, "bkt", "d/a b+c.nc")
+
+    def answer(value: str, **more: str) -> Any:
+        return SimpleNamespace(headers={f"x-amz-meta-{METADATA_NAME}": value, **more})
+
+    url = parse_presigned_url(_presigned(key, "GET"))
+    assert _expected_crc(answer(sealed), url, key) == digest_text(1234)
+    stored = {"x-amz-checksum-crc32c": "AAAAAQ=="}  # the server's own checksum comes first
+    assert _expected_crc(answer(sealed, **stored), url, key) == "crc32c:AAAAAQ=="
+    assert _expected_crc(answer(sealed), url, SSECustomerKey.generate()) is None
+    other = seal(SourceFacts(size=3, mtime_ns=None, crc32c=1234), key, "bkt", "elsewhere")
+    assert _expected_crc(answer(other), url, key) is None
