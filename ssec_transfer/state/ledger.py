@@ -161,8 +161,12 @@ class Ledger:
 
     def add(self, entry: LedgerEntry) -> None:
         """Append one row as given (bookkeeping rows, tests, imports)."""
+        self.add_many([entry])
+
+    def add_many(self, entries: Sequence[LedgerEntry]) -> None:
+        """Append rows as given, in one transaction (a Dask client's rows of one poll)."""
         with self._db.transaction() as db:
-            db.execute(_INSERT, _values(entry))
+            db.executemany(_INSERT, [_values(entry) for entry in entries])
 
     def record_key_match(
         self,
