@@ -43,6 +43,7 @@ from ssec_transfer.core.errors import (
 from ssec_transfer.core.report import object_record
 from ssec_transfer.core.results import TransferResult
 from ssec_transfer.keys.customer import SSECustomerKey
+from ssec_transfer.s3.urls import folder_prefix
 
 # copy: `sync` and `cp --recursive`; rotate: `rotate --recursive` (`apps.copy_jobs`); delete: `sync`
 Operation = Literal["upload", "download", "copy", "rotate", "delete"]
@@ -165,9 +166,7 @@ def only_these_hint(pattern: str) -> str:
 
 
 def _join_key(prefix: str, relative: str) -> str:
-    if prefix and not prefix.endswith("/"):
-        prefix += "/"
-    return prefix + relative
+    return folder_prefix(prefix) + relative
 
 
 @dataclass(frozen=True)
@@ -341,8 +340,7 @@ async def plan_prefix_download(
     rules: Sequence[FilterRule] = (),
 ) -> list[TransferJob]:
     """Every object under `prefix` (a folder-like prefix: `a/b` means `a/b/`)."""
-    if prefix and not prefix.endswith("/"):
-        prefix += "/"
+    prefix = folder_prefix(prefix)
     refused: list[TransferJob] = []
     planned: list[tuple[str, TransferJob]] = []
     paginator = client.get_paginator("list_objects_v2")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ssec_transfer.apps.bulk import JobOutcome, TransferJob
+from ssec_transfer.s3.urls import folder_prefix
 from ssec_transfer.transfer.copy import (
     CopyOutcome,
     failed_rotation,
@@ -44,10 +45,6 @@ class CopySettings:
     delete_old_versions: bool = False  # rotate: delete each old version once its copy is verified
 
 
-def _folder(prefix: str) -> str:
-    return prefix if not prefix or prefix.endswith("/") else prefix + "/"
-
-
 def _marker(obj: ListedObject) -> bool:
     """A console's empty `folder/` object, or a versioned delete (no data)."""
     return obj.delete_marker or (obj.key.endswith("/") and obj.size == 0)
@@ -65,7 +62,7 @@ async def plan_copies(
 ) -> list[TransferJob]:
     """`cp --recursive`'s objects as jobs, mapped as `transfer.copy.copy_prefix` maps them
     (the same relative name under `dst_prefix`), with their sizes for balancing."""
-    src_prefix, dst_prefix = _folder(src_prefix), _folder(dst_prefix)
+    src_prefix, dst_prefix = folder_prefix(src_prefix), folder_prefix(dst_prefix)
     jobs = []
     async for obj in listed:
         if _marker(obj):

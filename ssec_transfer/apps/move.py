@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ssec_transfer.apps.bulk import FilterRule, is_included
-from ssec_transfer.apps.remove import RemovalTarget, delete_one, folder_prefix
+from ssec_transfer.apps.remove import RemovalTarget, delete_one
 from ssec_transfer.apps.sources import printable
 from ssec_transfer.core.errors import (
     ErrorContext,
@@ -48,6 +48,7 @@ from ssec_transfer.core.errors import (
 from ssec_transfer.core.protected import protected_as
 from ssec_transfer.core.results import TransferResult
 from ssec_transfer.s3.requests import real_version
+from ssec_transfer.s3.urls import folder_prefix
 
 if TYPE_CHECKING:
     from ssec_transfer.apps.bulk import JobOutcome

@@ -34,6 +34,7 @@ from ssec_transfer.core.scheduler import Scheduler
 from ssec_transfer.core.taskgroups import for_each
 from ssec_transfer.s3.errors import translate
 from ssec_transfer.s3.listing import ListedObject, list_key_versions, list_objects
+from ssec_transfer.s3.urls import folder_prefix
 from ssec_transfer.state.ledger import Ledger
 
 MAX_KEYS_PER_REQUEST = 1000  # S3's limit for one DeleteObjects request
@@ -112,12 +113,6 @@ class RemoveOutcome:
 
 
 # -- planning (pure) -----------------------------------------------------------------------------
-
-
-def folder_prefix(prefix: str) -> str:
-    """`rm --recursive` takes a prefix as a folder, like `get --recursive`: `a/b` means
-    `a/b/`, so `s3://b/data` never takes `data-old/` with it."""
-    return prefix if not prefix or prefix.endswith("/") else prefix + "/"
 
 
 def select(

@@ -35,7 +35,7 @@ from ssec_transfer.apps.bulk import (
     run_jobs,
     safe_relative,
 )
-from ssec_transfer.apps.remove import RemovalTarget, delete_many, folder_prefix
+from ssec_transfer.apps.remove import RemovalTarget, delete_many
 from ssec_transfer.apps.sources import (
     DefaultExcludes,
     default_excluded,
@@ -61,6 +61,7 @@ from ssec_transfer.core.errors import (
 from ssec_transfer.core.taskgroups import for_each
 from ssec_transfer.keys.customer import SSECustomerKey
 from ssec_transfer.s3.listing import list_objects
+from ssec_transfer.s3.urls import folder_prefix
 
 if TYPE_CHECKING:
     from ssec_transfer.apps.distributed import DaskCluster

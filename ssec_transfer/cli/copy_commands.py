@@ -208,8 +208,8 @@ async def cmd_cp(args: argparse.Namespace) -> int:
             return await _dry_copy(args, engine, src.bucket, src.key, dst.bucket, dst.key)
         if args.recursive and cluster is not None:
             from ssec_transfer.apps.copy_jobs import CopySettings, plan_copies
-            from ssec_transfer.apps.remove import folder_prefix
             from ssec_transfer.s3.listing import list_objects
+            from ssec_transfer.s3.urls import folder_prefix
 
             await engine.prepare_copies(dst.bucket, source_key, target_key)
             listed = list_objects(engine.client, src.bucket, folder_prefix(src.key))
@@ -248,9 +248,9 @@ async def _dry_copy(
 ) -> int:  # fmt: skip
     """cp --dryrun: the copies the same command would make (listing the prefix for
     --recursive, mapped as `copy_prefix` maps it), as aws prints them."""
-    from ssec_transfer.apps.remove import folder_prefix
     from ssec_transfer.core.report import object_record
     from ssec_transfer.s3.listing import iter_keys
+    from ssec_transfer.s3.urls import folder_prefix
 
     if args.recursive:
         src_prefix = folder_prefix(src_key)
@@ -276,9 +276,9 @@ async def _dry_rotate(
 ) -> int:
     """rotate --dryrun: each object (or version) the same command would rewrite, as aws-style
     lines; the old key is not even needed to list them."""
-    from ssec_transfer.apps.remove import folder_prefix
     from ssec_transfer.core.report import object_record
     from ssec_transfer.s3.listing import list_objects
+    from ssec_transfer.s3.urls import folder_prefix
 
     if args.recursive or args.all_versions:
         prefix = folder_prefix(key) if args.recursive else key
@@ -344,8 +344,8 @@ async def cmd_rotate(args: argparse.Namespace) -> int:
         _refuse_same_key(new_key, old_key)
         if args.recursive and cluster is not None:
             from ssec_transfer.apps.copy_jobs import CopySettings, plan_rotations
-            from ssec_transfer.apps.remove import folder_prefix
             from ssec_transfer.s3.listing import list_objects
+            from ssec_transfer.s3.urls import folder_prefix
 
             await engine.prepare_copies(url.bucket, old_key, new_key)
             listed = list_objects(

@@ -215,7 +215,8 @@ async def cmd_grant(args: argparse.Namespace) -> int:
 
     from ssec_transfer.core.report import grant_record
     from ssec_transfer.core.units import human_size
-    from ssec_transfer.share.grant import build_grant, folder_prefix, require_https
+    from ssec_transfer.s3.urls import folder_prefix
+    from ssec_transfer.share.grant import build_grant, require_https
 
     url = parse_s3_url(args.target)
     prefix = folder_prefix(url.key)

@@ -324,10 +324,10 @@ async def _copy_prefix(
     target_key: SSECustomerKey | None,
 ) -> int:
     from ssec_transfer.apps import move
-    from ssec_transfer.apps.remove import folder_prefix
     from ssec_transfer.apps.sources import printable
     from ssec_transfer.cli.transfer_commands import _summarize, _Tally
     from ssec_transfer.s3.listing import iter_keys
+    from ssec_transfer.s3.urls import folder_prefix
 
     started = time.perf_counter()
     tally = _Tally()

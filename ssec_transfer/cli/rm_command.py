@@ -21,7 +21,7 @@ from ssec_transfer.cli.options import (
 )
 from ssec_transfer.cli.output import print_json, say, shows_successes
 from ssec_transfer.core.errors import UsageError
-from ssec_transfer.s3.urls import S3Url, parse_s3_url
+from ssec_transfer.s3.urls import S3Url, folder_prefix, parse_s3_url
 
 if TYPE_CHECKING:
     from ssec_transfer.apps.remove import RemovalPlan, RemoveOutcome
@@ -223,9 +223,7 @@ async def cmd_rm(args: argparse.Namespace) -> int:
             )  # fmt: skip
         else:
             plan = await remove.plan_versions(engine.client, url.bucket, url.key)
-        where = f"s3://{url.bucket}/" + (
-            remove.folder_prefix(url.key) if args.recursive else url.key
-        )
+        where = f"s3://{url.bucket}/" + (folder_prefix(url.key) if args.recursive else url.key)
         if not plan.targets:
             say(args, f"nothing to delete at {where}")
             return _summarize(args, [], plan.excluded, time.perf_counter() - started)

@@ -109,8 +109,8 @@ def _side(text: str, key: SSECustomerKey | None) -> Side:
 def _refuse_overlap(source: Side, dest: Side) -> None:
     """S3 to S3 within one bucket: prefixes inside each other would copy copies, and with
     --delete remove what the same run copies."""
-    from ssec_transfer.apps.remove import folder_prefix
     from ssec_transfer.apps.sync_run import Prefix
+    from ssec_transfer.s3.urls import folder_prefix
 
     if not (isinstance(source, Prefix) and isinstance(dest, Prefix)):
         return

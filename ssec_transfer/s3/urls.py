@@ -16,6 +16,12 @@ class S3Url:
         return f"s3://{self.bucket}/{self.key}"
 
 
+def folder_prefix(prefix: str) -> str:
+    """A prefix taken as a folder, as every recursive command and a grant take it: `a/b`
+    means `a/b/`, so `s3://b/data` never takes `data-old/` with it; empty: the whole bucket."""
+    return prefix if not prefix or prefix.endswith("/") else prefix + "/"
+
+
 def parse_s3_url(text: str) -> S3Url:
     if text.startswith(("http://", "https://")):
         hint = "write objects as s3://BUCKET/KEY and give the server with --endpoint-url"

@@ -65,12 +65,6 @@ def parse_expires(text: str) -> int:
     return seconds
 
 
-def folder_prefix(key: str) -> str:
-    """The prefix a grant pins: a folder, as elsewhere in the tool (s3://b/in takes in/x, never
-    in-old/x); empty for the whole bucket."""
-    return key if not key or key.endswith("/") else key + "/"
-
-
 def utc_text(seconds: float) -> str:
     """An instant as the policy and the grant write it: UTC, whole seconds, `Z`."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))

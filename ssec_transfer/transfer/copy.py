@@ -55,6 +55,7 @@ from ssec_transfer.keys.customer import SSECustomerKey
 from ssec_transfer.s3.errors import translated
 from ssec_transfer.s3.listing import iter_keys, list_key_versions
 from ssec_transfer.s3.requests import ObjectRef, real_version
+from ssec_transfer.s3.urls import folder_prefix
 from ssec_transfer.transfer.copy_job import CopyJob, CopySource, head, object_url
 from ssec_transfer.transfer.copy_plan import CopyOptions, Via
 from ssec_transfer.transfer.copy_run import CopyResult, run_copy
@@ -393,9 +394,9 @@ async def copy_prefix(
     same relative name under `dst_prefix`. The listing is complete before the first copy, so
     overlapping prefixes never copy a copy. A failing object is reported, the others go on."""
     _check_via(via)
-    src_prefix = _folder(src_prefix)
+    src_prefix = folder_prefix(src_prefix)
     keys = [k async for k in iter_keys(client, src_bucket, src_prefix)]
-    jobs = [(k, _folder(dst_prefix) + k[len(src_prefix) :]) for k in keys]
+    jobs = [(k, folder_prefix(dst_prefix) + k[len(src_prefix) :]) for k in keys]
 
     async def one(pair: tuple[str, str]) -> CopyOutcome:
         src, dst = pair
@@ -522,7 +523,9 @@ async def rotate_prefix(
     `all_versions`). Objects already under the new key are skipped (`rotate_key`); objects
     under another key fail one by one; the others go on."""
     _check_via(via)
-    keys = [k async for k in iter_keys(client, bucket, _folder(prefix), versions=all_versions)]
+    keys = [
+        k async for k in iter_keys(client, bucket, folder_prefix(prefix), versions=all_versions)
+    ]
 
     async def one(key: str) -> list[CopyOutcome]:
         return await rotate_key(
@@ -546,10 +549,6 @@ async def rotate_prefix(
 def _check_via(via: str) -> None:
     if via not in ("auto", "server", "stream"):
         raise UsageError(f"unknown copy path {via!r}", hint="choose auto, server or stream")
-
-
-def _folder(prefix: str) -> str:
-    return prefix if not prefix or prefix.endswith("/") else prefix + "/"
 
 
 def rotated(bucket: str, key: str, version: str | None, result: CopyResult) -> CopyOutcome:

@@ -15,12 +15,12 @@ from ssec_transfer.apps.remove import (
     RemoveOutcome,
     batches,
     delete_request,
-    folder_prefix,
     outcomes_of,
     select,
 )
 from ssec_transfer.core.errors import AccessDeniedError, NoSuchVersionError, TransferFailedError
 from ssec_transfer.s3.listing import ListedObject
+from ssec_transfer.s3.urls import folder_prefix
 
 
 def obj(

@@ -98,9 +98,11 @@ def test_expires_refuses_what_sigv4_cannot_sign(text: str, says: str) -> None:
 
 
 def test_folder_prefix() -> None:
-    assert g.folder_prefix("in") == "in/"
-    assert g.folder_prefix("in/") == "in/"
-    assert g.folder_prefix("") == ""
+    from ssec_transfer.s3.urls import folder_prefix
+
+    assert folder_prefix("in") == "in/"
+    assert folder_prefix("in/") == "in/"
+    assert folder_prefix("") == ""
 
 
 def test_a_grant_reads_back() -> None:
