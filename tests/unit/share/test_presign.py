@@ -5,12 +5,14 @@ with their exit codes before anything is sent."""
 
 from __future__ import annotations
 
+import datetime
 import os
 import stat
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import botocore.auth
 import botocore.session
 import pytest
 from botocore.auth import S3SigV4QueryAuth
@@ -53,7 +55,9 @@ def _presigned(key: SSECustomerKey, method: presign.Method, object_key: str = "d
 
 @pytest.mark.parametrize("method", ["GET", "PUT"])
 @pytest.mark.parametrize("object_key", ["plain.bin", "d/a b+c.nc", "ü/~x=1&y"])
-def test_the_headers_sent_are_exactly_those_botocore_signed(method: Any, object_key: str) -> None:
+def test_the_headers_sent_are_exactly_those_botocore_signed(
+    method: Any, object_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     key = SSECustomerKey.generate()
     parsed = parse_presigned_url(_presigned(key, method, object_key))
     query = dict(parse_qsl(urlsplit(parsed.url).query))
@@ -61,7 +65,10 @@ def test_the_headers_sent_are_exactly_those_botocore_signed(method: Any, object_
     # the headers `request_headers` would send: the same signature means the server accepts.
     base = parsed.url.split("?", 1)[0]
     request = AWSRequest(method=method, url=base, headers=parsed.request_headers(key))
-    request.context["timestamp"] = query["X-Amz-Date"]
+    # botocore signs at its own clock (`get_current_datetime`), not the request's context:
+    # pin it to the URL's X-Amz-Date, or a second ticking between the two signings differs.
+    signed_at = datetime.datetime.strptime(query["X-Amz-Date"], "%Y%m%dT%H%M%SZ")
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: signed_at)
     S3SigV4QueryAuth(CREDENTIALS, "s3", "eu-west-1", expires=900).add_auth(request)
     again = dict(parse_qsl(urlsplit(request.url).query))
     assert again["X-Amz-SignedHeaders"] == query["X-Amz-SignedHeaders"]
